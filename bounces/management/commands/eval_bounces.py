@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from bounces.evaluation import confusion, evaluate
+
+
+class Command(BaseCommand):
+    help = "Score bounce parsing and classification against a labelled directory of messages."
+
+    def add_arguments(self, parser):
+        parser.add_argument("directory", type=Path)
+        parser.add_argument("--expected", type=Path, required=True, help="labels (.jsonl)")
+        parser.add_argument("--all", action="store_true", help="score unstable rows too")
+
+    def handle(self, *args, directory: Path, expected: Path, all: bool, **options):
+        if not directory.is_dir():
+            raise CommandError(f"{directory} is not a directory")
+        if not expected.is_file():
+            raise CommandError(f"{expected} is not a file")
+        evaluation = evaluate(directory, expected, include_unstable=all)
+        summary = evaluation.summary()
+        out = self.stdout.write
+        out(f"rows scored: {'all' if all else 'stable only'}")
+        out(f"messages: {summary['messages']}  rows: {summary['rows']}")
+        out(f"crashed: {summary['crashed']}")
+        for crash in evaluation.crashes:
+            out(f"  crash {crash}")
+        out(
+            f"recipient recall: {summary['recipient_recall']} "
+            f"({evaluation.recipients_found}/{evaluation.rows}; {evaluation.placeholder_rows} "
+            "redacted rows count as found when any recipient, VERP token or Message-ID was parsed)"
+        )
+        for klass, scores in summary["per_class"].items():
+            out(
+                f"  {klass:<20} precision {scores['precision']:<7} recall {scores['recall']:<7}"
+                f" support {scores['support']}"
+            )
+        out(
+            f"classed hard by mistake: soft {summary['soft_classed_hard']}, sender_side "
+            f"{summary['sender_side_classed_hard_count']} "
+            f"({summary['sender_side_classed_hard']:.2%} of sender-side rows)"
+        )
+        counts = confusion(evaluation)
+        out("confusion (expected -> got: count):")
+        for (expected_class, got), count in sorted(counts.items()):
+            if expected_class != got:
+                out(f"  {expected_class} -> {got}: {count}")
+        if options.get("verbosity", 1) >= 2:
+            for name, expected_class, got in evaluation.pairs:
+                if expected_class != got:
+                    out(f"  miss {name}: expected {expected_class}, got {got}")
+            for name, recipient in evaluation.missed_recipients:
+                out(f"  recipient not found {name}: {recipient}")
+        out(json.dumps(summary, sort_keys=True))

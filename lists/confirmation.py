@@ -1,0 +1,139 @@
+"""Subscriber mails of signup forms: the double opt-in confirmation and the welcome mail.
+
+Texts come from the list (``MailingList.texts``) with the defaults here. A
+confirmation mail never contains anything the form poster typed (no name, no
+field): only the list's own texts and the signed link, so a form cannot be used
+to send someone a message of the poster's choosing.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
+from django.template.loader import render_to_string
+from django.urls import reverse
+
+from lists.models import MailingList, SignupForm, Subscription
+from mailpanel.lib import signing
+
+logger = logging.getLogger(__name__)
+
+# Every public text, with its default. "{list}" is replaced by the list's name.
+DEFAULT_TEXTS: dict[str, str] = {
+    "confirm_subject": "Please confirm your subscription to {list}",
+    "confirm_body": (
+        "Someone, hopefully you, asked to subscribe this address to {list}.\n"
+        "To confirm, open the link below and press the button.\n"
+        "If it was not you, ignore this mail: you will not hear from us again."
+    ),
+    "confirm_page_title": "Confirm your subscription",
+    "confirm_page_text": "Press the button to confirm your subscription to {list}.",
+    "confirm_button": "Confirm my subscription",
+    "confirmed_text": "Thank you: your subscription to {list} is confirmed.",
+    "welcome_subject": "Welcome to {list}",
+    "welcome_body": "Thank you for subscribing to {list}.",
+    "unsubscribe_title": "Unsubscribe",
+    "unsubscribe_text": "Press the button to stop receiving {list}.",
+    "unsubscribe_button": "Unsubscribe",
+    "unsubscribed_text": "You are unsubscribed from {list}. You will not receive it any more.",
+    "preferences_title": "Your subscriptions",
+    "invalid_link_text": "This link is not valid or has expired.",
+}
+
+TEXT_LABELS: dict[str, str] = {key: key.replace("_", " ").capitalize() for key in DEFAULT_TEXTS}
+
+
+def text(mailing_list: MailingList | None, key: str) -> str:
+    """The list's wording of a text (or the default), with {list} filled in."""
+    custom = mailing_list.texts.get(key) if mailing_list is not None else None
+    value = custom if isinstance(custom, str) and custom.strip() else DEFAULT_TEXTS[key]
+    return value.replace("{list}", mailing_list.name if mailing_list is not None else "")
+
+
+def _sender(mailing_list: MailingList) -> str:
+    owner = mailing_list.owner
+    address = mailing_list.from_email or owner.default_from_email or settings.DEFAULT_FROM_EMAIL
+    name = mailing_list.from_name or owner.default_from_name
+    return f'"{name}" <{address}>' if name else address
+
+
+def absolute(path: str) -> str:
+    return f"{settings.SITE_URL}{path}"
+
+
+def confirm_url(subscription_ids: list[int], form_id: int | None) -> str:
+    token = signing.confirm_token(subscription_ids, form_id)
+    return absolute(reverse("public:confirm", args=[token]))
+
+
+def _send(
+    mailing_list: MailingList, to: str, subject: str, body: str, link: str, label: str
+) -> None:
+    context = {"mailing_list": mailing_list, "body": body, "link": link, "link_label": label}
+    message = EmailMultiAlternatives(
+        subject=subject,
+        body=render_to_string("public/mail.txt", context),
+        from_email=_sender(mailing_list),
+        to=[to],
+        reply_to=[mailing_list.reply_to] if mailing_list.reply_to else None,
+    )
+    message.attach_alternative(render_to_string("public/mail.html", context), "text/html")
+    message.send()
+
+
+def send_confirmation(subscription_ids: list[int], form_id: int | None) -> bool:
+    """Mails the confirmation link for the still-pending subscriptions; False if none are.
+
+    All subscriptions belong to one subscriber (one signup); the first list's texts
+    and sender are used.
+    """
+    pending = list(
+        Subscription.objects.filter(id__in=subscription_ids, status=Subscription.Status.PENDING)
+        .select_related("mailing_list__owner", "subscriber")
+        .order_by("id")
+    )
+    if not pending:
+        return False
+    mailing_list = pending[0].mailing_list
+    link = confirm_url([s.id for s in pending], form_id)
+    names = ", ".join(s.mailing_list.name for s in pending)
+    mailing_list_for_text = MailingList(name=names, texts=mailing_list.texts)
+    _send(
+        mailing_list,
+        pending[0].subscriber.email,
+        text(mailing_list_for_text, "confirm_subject"),
+        text(mailing_list_for_text, "confirm_body"),
+        link,
+        text(mailing_list, "confirm_button"),
+    )
+    return True
+
+
+def send_welcome(subscription_id: int) -> bool:
+    """Mails the list's welcome text to a confirmed subscriber, if the list wants one."""
+    subscription = (
+        Subscription.objects.filter(id=subscription_id, status=Subscription.Status.CONFIRMED)
+        .select_related("mailing_list__owner", "subscriber")
+        .first()
+    )
+    if subscription is None or not subscription.mailing_list.welcome_enabled:
+        return False
+    mailing_list = subscription.mailing_list
+    token = signing.preference_token(subscription.subscriber_id)
+    _send(
+        mailing_list,
+        subscription.subscriber.email,
+        text(mailing_list, "welcome_subject"),
+        text(mailing_list, "welcome_body"),
+        absolute(reverse("public:preferences", args=[token])),
+        "Manage your subscription",
+    )
+    return True
+
+
+def form_of(form_id: int | None) -> SignupForm | None:
+    if not form_id:
+        return None
+    return SignupForm.objects.filter(id=form_id).first()

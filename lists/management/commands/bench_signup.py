@@ -1,0 +1,278 @@
+"""Load test of the public signup endpoint: gunicorn (2 workers) plus a load generator.
+
+``python manage.py bench_signup --seconds 20`` creates a throwaway account, list and
+form, starts gunicorn on a free loopback port against the configured database, runs
+the load generator in a separate process (threads with keep-alive http.client
+connections, one unique address per request), then checks that every accepted
+signup is in the database and has its confirmation queued. The DNS check is off
+and the rate limits are raised for the server only (environment of the server).
+The last line printed is one JSON object.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandParser
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# --- The load generator (runs in its own process: ``python -m ... loadgen``) --------------
+
+
+def run_load(host: str, port: int, path: str, stamp: str, seconds: float, threads: int) -> dict:
+    deadline = time.monotonic() + seconds
+    results: list[tuple[list[float], list[str], int, int]] = []
+    prefix = f"b{os.getpid()}x{int(time.time())}"
+
+    def worker(index: int) -> None:
+        latencies: list[float] = []
+        accepted: list[str] = []
+        refused = errors = 0
+        conn = http.client.HTTPConnection(host, port, timeout=10)
+        n = 0
+        while time.monotonic() < deadline:
+            n += 1
+            address = f"{prefix}t{index}n{n}@bench.example"
+            body = urllib.parse.urlencode({"email": address, "mp_ts": stamp})
+            started = time.perf_counter()
+            try:
+                conn.request(
+                    "POST",
+                    path,
+                    body=body,
+                    headers={"Content-Type": "application/x-www-form-urlencoded"},
+                )
+                response = conn.getresponse()
+                payload = response.read()
+            except (OSError, http.client.HTTPException):
+                errors += 1
+                conn.close()
+                conn = http.client.HTTPConnection(host, port, timeout=10)
+                continue
+            latencies.append((time.perf_counter() - started) * 1000)
+            if response.status == 200 and b'"ok": true' in payload:
+                accepted.append(address)
+            else:
+                refused += 1
+        conn.close()
+        results.append((latencies, accepted, refused, errors))
+
+    started = time.monotonic()
+    pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    elapsed = time.monotonic() - started
+    latencies = sorted(x for r in results for x in r[0])
+    accepted = [a for r in results for a in r[1]]
+
+    def pct(p: float) -> float:
+        return (
+            round(latencies[min(len(latencies) - 1, int(len(latencies) * p))], 2)
+            if latencies
+            else 0.0
+        )
+
+    return {
+        "requests": len(latencies),
+        "seconds": round(elapsed, 2),
+        "requests_per_second": round(len(latencies) / elapsed, 1) if elapsed else 0.0,
+        "p50_ms": pct(0.50),
+        "p99_ms": pct(0.99),
+        "max_ms": round(latencies[-1], 2) if latencies else 0.0,
+        "accepted_addresses": accepted,
+        "refused": sum(r[2] for r in results),
+        "errors": sum(r[3] for r in results),
+    }
+
+
+# --- The command --------------------------------------------------------------------------
+
+
+class Command(BaseCommand):
+    help = "Benchmarks the public signup endpoint under gunicorn; last line is JSON."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--seconds", type=float, default=20.0)
+        parser.add_argument("--clients", type=int, default=12, help="load generator threads")
+        parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
+        parser.add_argument("--threads", type=int, default=4, help="threads per worker")
+        parser.add_argument(
+            "--broker-url", default="", help="Celery broker of the server (default: configured)"
+        )
+        parser.add_argument("--keep", action="store_true", help="keep the benchmark's data")
+
+    def handle(self, *args: object, **options: object) -> None:
+        from django.conf import settings
+        from django.db import connection
+
+        from lists.models import MailingList, SignupForm
+        from mailpanel.lib import signing
+        from mailpanel.models import User
+
+        broker = str(options["broker_url"] or settings.CELERY_BROKER_URL)
+        tag = f"bench-signup-{os.getpid()}-{int(time.time())}"
+        user = User.objects.create(username=tag, email=f"{tag}@bench.example")
+        mailing_list = MailingList.objects.create(owner=user, name=tag, double_opt_in=True)
+        form = SignupForm.objects.create(account=user, name=tag)
+        form.lists.set([mailing_list])
+        port = free_port()
+        queued_before = self.queued(broker)
+        server = self.start_server(port, broker, options)
+        try:
+            self.wait_ready(port, server)
+            self.warm_up(port, f"/s/f/{form.uuid}/embed.json", options)
+            stamp = signing.form_timestamp(str(form.uuid))
+            load = self.run_loadgen(port, f"/s/f/{form.uuid}/submit", stamp, options)
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+        accepted = load.pop("accepted_addresses")
+        found = set(
+            mailing_list.subscriptions.filter(
+                status="pending", confirmation_sent_at__isnull=False
+            ).values_list("subscriber__email", flat=True)
+        )
+        missing = sum(1 for a in accepted if a not in found)
+        queued_after = self.queued(broker)
+        queued = None if queued_before is None else queued_after - queued_before
+        lost = missing if queued is None else max(missing, len(accepted) - queued)
+        if not options["keep"]:
+            user.delete()
+        result = {
+            **load,
+            "accepted": len(accepted),
+            "in_database": len(accepted) - missing,
+            "confirmations_queued": queued,
+            "lost": lost,
+            "database": connection.vendor,
+            "broker": broker.split("://")[0],
+            "gunicorn_workers": options["workers"],
+            "threads_per_worker": options["threads"],
+            "clients": options["clients"],
+        }
+        self.stdout.write(json.dumps(result))
+
+    def start_server(self, port: int, broker: str, options: dict) -> subprocess.Popen:
+        from django.conf import settings
+
+        env = {
+            **os.environ,
+            "SECRET_KEY": settings.SECRET_KEY,
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "SECURE_SSL_REDIRECT": "false",
+            "CELERY_BROKER_URL": broker,
+            # The benchmark only: no network DNS, and limits above the load.
+            "SIGNUP_DNS_CHECK": "false",
+            "SIGNUP_MIN_FILL_SECONDS": "0",
+            "SIGNUP_RATE_PER_IP": "100000000/60",
+            "SIGNUP_RATE_PER_FORM": "100000000/60",
+            "SIGNUP_RATE_PER_ADDRESS": "100000000/60",
+            "LOG_LEVEL": "WARNING",
+        }
+        command = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "mailpanel.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(options["workers"]),
+            "--worker-class",
+            "gthread",
+            "--threads",
+            str(options["threads"]),
+            "--keep-alive",
+            "30",
+            "--log-level",
+            "warning",
+        ]
+        return subprocess.Popen(command, cwd=ROOT, env=env)  # noqa: S603
+
+    def wait_ready(self, port: int, server: subprocess.Popen) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if server.poll() is not None:
+                raise RuntimeError("gunicorn exited before it was ready")
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                conn.request("GET", "/healthz")
+                conn.getresponse().read()
+                conn.close()
+                return
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError("gunicorn did not start within 30 seconds")
+
+    def warm_up(self, port: int, path: str, options: dict) -> None:
+        """Lets every worker import everything and open its connections before timing."""
+
+        def fetch() -> None:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            for _ in range(5):
+                conn.request("GET", path)
+                conn.getresponse().read()
+            conn.close()
+
+        pool = [threading.Thread(target=fetch) for _ in range(int(options["clients"]))]
+        for thread in pool:
+            thread.start()
+        for thread in pool:
+            thread.join()
+
+    def run_loadgen(self, port: int, path: str, stamp: str, options: dict) -> dict:
+        with tempfile.NamedTemporaryFile("r", suffix=".json") as out:
+            subprocess.run(  # noqa: S603
+                [
+                    sys.executable,
+                    "-m",
+                    "lists.management.commands.bench_signup",
+                    "127.0.0.1",
+                    str(port),
+                    path,
+                    stamp,
+                    str(options["seconds"]),
+                    str(options["clients"]),
+                    out.name,
+                ],
+                cwd=ROOT,
+                check=True,
+            )
+            return json.load(open(out.name))  # noqa: SIM115
+
+    def queued(self, broker: str) -> int | None:
+        """Messages waiting in the "default" queue (where lists tasks go), if countable."""
+        if broker.startswith(("redis://", "rediss://")):
+            import redis
+
+            return int(redis.Redis.from_url(broker).llen("default"))
+        return None
+
+
+if __name__ == "__main__":
+    host, port, path, stamp, seconds, threads, out = sys.argv[1:8]
+    result = run_load(host, int(port), path, stamp, float(seconds), int(threads))
+    Path(out).write_text(json.dumps(result))

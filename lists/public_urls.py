@@ -1,0 +1,22 @@
+"""Public pages for subscribers (no login): signup, confirm, unsubscribe, preferences."""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from lists.views import public
+
+app_name = "public"
+
+urlpatterns = [
+    path("f/<uuid:form_id>/", public.form_page, name="form"),
+    path("f/<uuid:form_id>/embed.json", public.form_config, name="form-config"),
+    path("f/<uuid:form_id>/submit", public.form_submit, name="form-submit"),
+    path("f/<uuid:form_id>/preview/<str:kind>/", public.form_preview, name="form-preview"),
+    path("confirm/<str:token>/", public.confirm, name="confirm"),
+    path("unsubscribe/<str:token>/", public.unsubscribe, name="unsubscribe"),
+    path("unsubscribe/<str:token>/one-click", public.one_click, name="one-click"),
+    path("preferences/<str:token>/", public.preferences_page, name="preferences"),
+    path("preferences/<str:token>/data.json", public.preferences_export, name="preferences-export"),
+    path("preferences/<str:token>/delete/", public.preferences_delete, name="preferences-delete"),
+]

@@ -1,0 +1,54 @@
+"""Celery entry points of the lists app: ids in, one call into the domain, nothing else."""
+
+from __future__ import annotations
+
+from smtplib import SMTPConnectError, SMTPServerDisconnected
+
+from celery import shared_task
+
+from lists import imports
+
+
+# A large import may run for a long time; it commits every chunk, so the task
+# limits only guard against a worker that hangs. An interrupted job is resumed
+# from the panel (its "Resume" button), not by a redelivered message.
+@shared_task(soft_time_limit=6 * 3600, time_limit=6 * 3600 + 300)
+def run_import(job_id: int) -> None:
+    imports.run(job_id)
+
+
+# --- Signup forms (lists.signup, lists.confirmation) --------------------------------------
+# Named transient errors only: a refused recipient (SMTPRecipientsRefused) is not retried.
+_MAIL_ERRORS = (SMTPServerDisconnected, SMTPConnectError, TimeoutError, ConnectionError)
+
+
+@shared_task(autoretry_for=_MAIL_ERRORS, retry_backoff=30, max_retries=8)
+def send_confirmation(subscription_ids: list[int], form_id: int | None) -> bool:
+    """Mails the double opt-in link of one signup."""
+    from lists import confirmation
+
+    return confirmation.send_confirmation(subscription_ids, form_id)
+
+
+@shared_task(autoretry_for=_MAIL_ERRORS, retry_backoff=30, max_retries=8)
+def send_welcome(subscription_id: int) -> bool:
+    from lists import confirmation
+
+    return confirmation.send_welcome(subscription_id)
+
+
+@shared_task
+def expire_pending_subscriptions() -> int:
+    """Beat: removes form subscriptions never confirmed (settings.PENDING_EXPIRY_DAYS)."""
+    from lists import signup
+
+    return signup.expire_pending()
+
+
+# --- Bulk actions (lists.bulk) ------------------------------------------------------------
+@shared_task
+def run_bulk_job(job_id: int) -> None:
+    """Runs a bulk action job: ids in, lists.bulk.run_job does the work."""
+    from lists import bulk
+
+    bulk.run_job(job_id)

@@ -1,0 +1,242 @@
+"""The send benchmark: a throw-away account and audience, a realistic campaign, and
+the real pipeline (beat, Celery worker processes, the database, Redis) timed from
+the scheduled moment until every delivery is recorded."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.db.models import Count, Min
+from django.utils import timezone
+
+from campaigns import designs, scheduling
+from campaigns.models import Campaign, EmailTemplate
+from lists.models import MailingList, Subscriber, Subscription
+from sending import dkim
+from sending.models import Delivery, Relay, SendingDomain
+
+FINAL = ("sent", "failed", "unknown", "skipped")
+
+
+def body_html() -> str:
+    """About 10 KB of body with 6 merge tags and 20 links."""
+    paragraphs = []
+    for i in range(20):
+        paragraphs.append(
+            f"<h2>Story {i + 1}: what changed this week</h2>"
+            "<p>" + "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod "
+            "tempor incididunt ut labore et dolore magna aliqua. " * 3 + "</p>"
+            f'<p><a href="https://news.example.com/s/{i + 1}?utm=mail">Read story {i + 1}</a></p>'
+        )
+    tags = (
+        "<p>Hello {{ subscriber.name|default:'friend' }} ({{ subscriber.email }}), from "
+        "{{ subscriber.fields.city|default:'your town' }}.</p>"
+        "<p>{{ list.name }} · {{ campaign.subject }}</p>"
+        "<p><a href='{{ unsubscribe_url }}'>Unsubscribe</a></p>"
+    )
+    return tags + "".join(paragraphs)
+
+
+def create_audience(account: object, recipients: int) -> MailingList:
+    mailing_list = MailingList.objects.create(
+        owner=account, name="Benchmark list", from_name="Bench", from_email="news@bench.example.com"
+    )
+    now = timezone.now()
+    chunk = 20000
+    for start in range(0, recipients, chunk):
+        count = min(chunk, recipients - start)
+        subscribers = Subscriber.objects.bulk_create(
+            [
+                Subscriber(
+                    account=account, email=f"r{start + i}@bench{(start + i) % 50}.example.org",
+                    domain=f"bench{(start + i) % 50}.example.org", name=f"Reader {start + i}",
+                    fields={"city": "Aarhus"},
+                )
+                for i in range(count)
+            ],
+            batch_size=5000,
+        )  # fmt: skip
+        Subscription.objects.bulk_create(
+            [
+                Subscription(mailing_list=mailing_list, subscriber=s, status="confirmed",
+                             source="import", confirmed_at=now)
+                for s in subscribers
+            ],
+            batch_size=5000,
+        )  # fmt: skip
+    MailingList.objects.filter(id=mailing_list.id).update(confirmed_count=recipients)
+    return mailing_list
+
+
+def create_campaign(account: object, mailing_list: MailingList) -> Campaign:
+    template = EmailTemplate.objects.create(
+        account=account, name="Newsletter", html=designs.starting_html("newsletter")
+    )
+    campaign = Campaign.objects.create(
+        account=account, name="Benchmark", subject="This week for {{ subscriber.name }}",
+        from_name="Bench News", from_email="news@bench.example.com", template=template,
+        body=body_html(), body_format="html", track_opens=True, track_clicks=True,
+    )  # fmt: skip
+    campaign.lists.set([mailing_list])
+    return campaign
+
+
+def add_domain(algorithm: str) -> None:
+    if algorithm == "none":
+        return
+    key = dkim.generate_private_key(dkim.RSA_SHA256 if algorithm == "rsa" else dkim.ED25519_SHA256)
+    from mailpanel.lib import encryption
+
+    SendingDomain.objects.create(
+        domain="bench.example.com", selector="bench", verified_at=timezone.now(),
+        private_key_encrypted=encryption.encrypt(key),
+    )  # fmt: skip
+
+
+def _descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        children = Path(f"/proc/{current}/task/{current}/children")
+        if children.exists():
+            todo.extend(int(c) for c in children.read_text().split())
+    return found
+
+
+def rss_mb(pids: list[int]) -> float:
+    total = 0
+    for root in pids:
+        for pid in _descendants(root):
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+            except OSError:
+                continue
+    return total / 1024
+
+
+@dataclass
+class Result:
+    recipients: int
+    sent: int
+    failed: int
+    unknown: int
+    seconds: float
+    messages_per_second: float
+    peak_worker_rss_mb: float
+    first_message_after_seconds: float | None
+
+
+def start_processes(workers: int, log_dir: Path) -> list[subprocess.Popen]:
+    env = {**os.environ, "NODE_HEARTBEAT_SECONDS": "5"}
+    python = sys.executable
+    commands = [
+        [python, "-m", "celery", "-A", "mailpanel", "worker", "-Q", "send,default", "-c", "1",
+         "--prefetch-multiplier", "1", "--without-gossip", "--without-mingle",
+         "-n", f"bench{i}@%h", "-l", "WARNING"]
+        for i in range(workers)
+    ]  # fmt: skip
+    commands.append([python, "-m", "celery", "-A", "mailpanel", "beat", "-l", "WARNING",
+                     "-s", str(log_dir / "beat-schedule")])  # fmt: skip
+    return [
+        subprocess.Popen(  # noqa: S603
+            command,
+            cwd=settings.BASE_DIR,
+            env=env,
+            start_new_session=True,
+            stdout=(log_dir / f"p{i}.log").open("wb"),
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        for i, command in enumerate(commands)
+    ]
+
+
+def stop_processes(processes: list[subprocess.Popen]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def run(recipients: int, smtp: str, dkim_algorithm: str, workers: int, log_dir: Path,
+        progress: callable, timeout: float = 900) -> Result:  # fmt: skip
+    host, _, port = smtp.rpartition(":")
+    User = get_user_model()
+    account = User.objects.create(username=f"bench-{time.time_ns()}", email="bench@example.com")
+    # The benchmark's relay is the only one in use while it runs; the others come back after.
+    enabled = list(Relay.objects.filter(enabled=True).values_list("id", flat=True))
+    try:
+        with transaction.atomic():
+            Relay.objects.filter(id__in=enabled).update(enabled=False)
+            Relay.objects.create(name=f"bench-{account.id}", host=host, port=int(port),
+                                 security="none", rate_per_second=100000, weight=100)  # fmt: skip
+            add_domain(dkim_algorithm)
+            mailing_list = create_audience(account, recipients)
+            campaign = create_campaign(account, mailing_list)
+        progress(f"created {recipients} recipients")
+        processes = start_processes(workers, log_dir)
+        try:
+            time.sleep(4)  # workers up before the clock starts
+            send_at = timezone.now() + timedelta(seconds=1)
+            scheduling.schedule(campaign, send_at)
+            peak = 0.0
+            done = 0
+            deadline = time.monotonic() + timeout
+            while done < recipients:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"not done after {timeout}s; logs in {log_dir}")
+                time.sleep(0.5)
+                peak = max(peak, rss_mb([p.pid for p in processes[:-1]]))
+                counts = dict(
+                    Delivery.objects.filter(campaign=campaign)
+                    .values_list("status")
+                    .annotate(n=Count("id"))
+                    .order_by()
+                )
+                done = sum(counts.get(s, 0) for s in FINAL)
+                progress(f"{done}/{recipients} {counts}")
+                if any(p.poll() is not None for p in processes):
+                    raise RuntimeError(f"a pipeline process exited; logs in {log_dir}")
+            last = (
+                Delivery.objects.filter(campaign=campaign)
+                .order_by("-sent_at")
+                .values_list("sent_at", flat=True)[0]
+            )
+            first = Delivery.objects.filter(campaign=campaign).aggregate(m=Min("sent_at"))["m"]
+        finally:
+            stop_processes(processes)
+        seconds = (last - send_at).total_seconds()
+        counts = dict(
+            Delivery.objects.filter(campaign=campaign)
+            .values_list("status")
+            .annotate(n=Count("id"))
+            .order_by()
+        )
+        first_after = round((first - send_at).total_seconds(), 2) if first else None
+        return Result(
+            recipients=recipients, sent=counts.get("sent", 0), failed=counts.get("failed", 0),
+            unknown=counts.get("unknown", 0), seconds=round(seconds, 2),
+            messages_per_second=round(counts.get("sent", 0) / seconds, 1),
+            peak_worker_rss_mb=round(peak, 1), first_message_after_seconds=first_after,
+        )  # fmt: skip
+    finally:
+        Relay.objects.filter(name=f"bench-{account.id}").delete()
+        Relay.objects.filter(id__in=enabled).update(enabled=True)
+        SendingDomain.objects.filter(domain="bench.example.com").delete()
+        account.delete()

@@ -1,0 +1,227 @@
+"""The dispatcher: due campaigns become batch plans, batches are released and
+re-planned, finished campaigns are closed. One beat tick runs :func:`tick`.
+
+Two beats (or a beat restarted mid-tick) never start one campaign twice: due
+campaigns are claimed with ``FOR UPDATE SKIP LOCKED`` and a conditional status move.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import transaction
+from django.db.models import Exists, Max, Min, OuterRef, Q
+from django.utils import timezone
+
+from campaigns import audience, scheduling
+from campaigns.models import Campaign
+from sending.models import Delivery, SendBatch
+
+logger = logging.getLogger(__name__)
+
+Status = SendBatch.Status
+OPEN = (Status.PLANNED, Status.QUEUED, Status.SENDING)
+
+
+def _enqueue(batch_ids: list[int]) -> None:
+    from sending.tasks import send_batch
+
+    for batch_id in batch_ids:
+        send_batch.delay(batch_id)
+
+
+def _enqueue_after_commit(batch_ids: list[int]) -> None:
+    if batch_ids:
+        transaction.on_commit(lambda: _enqueue(batch_ids))
+
+
+def tick(now: datetime | None = None) -> None:
+    """Everything the beat does every few seconds, each step in its own transaction."""
+    now = now or timezone.now()
+    start_due(now)
+    release(now)
+    requeue_expired(now)
+    retry_deferred(now)
+    close_cancelled()
+    finish_complete()
+
+
+def _intervals(campaign: Campaign, batches: int, batch_size: int) -> float:
+    """Seconds between two batches' release for gradual sending (0: all at once)."""
+    if campaign.max_per_hour:
+        return batch_size / campaign.max_per_hour * 3600
+    if campaign.spread_over_hours and batches > 1:
+        return campaign.spread_over_hours * 3600 / batches
+    return 0.0
+
+
+def plan(campaign: Campaign, now: datetime) -> list[int]:
+    """Splits the audience into non-overlapping id ranges; returns the queued batch ids.
+
+    The audience is read once, in id order: subscribers who join later are not in it.
+    """
+    batch_size = settings.SEND_BATCH_SIZE
+    if campaign.max_per_hour:
+        # Small batches keep a per-hour limit smooth instead of a burst each hour.
+        batch_size = max(1, min(batch_size, campaign.max_per_hour // 60 or 1))
+    ranges: list[tuple[int, int, int]] = []
+    first = last = None
+    count = 0
+    ids = audience.recipients(campaign).order_by("id").values_list("id", flat=True)
+    for subscriber_id in ids.iterator(chunk_size=20000):
+        if first is None:
+            first = subscriber_id
+        last = subscriber_id
+        count += 1
+        if count == batch_size:
+            ranges.append((first, last, count))
+            first, count = None, 0
+    if first is not None:
+        ranges.append((first, last, count))
+    interval = _intervals(campaign, len(ranges), batch_size)
+    batches = [
+        SendBatch(
+            campaign=campaign,
+            first_subscriber_id=low,
+            last_subscriber_id=high,
+            size=size,
+            release_at=now + timedelta(seconds=interval * i),
+            status=Status.QUEUED if i == 0 or not interval else Status.PLANNED,
+            enqueued_at=now if i == 0 or not interval else None,
+        )
+        for i, (low, high, size) in enumerate(ranges)
+    ]
+    SendBatch.objects.bulk_create(batches, batch_size=1000)
+    return list(
+        SendBatch.objects.filter(campaign=campaign, status=Status.QUEUED).values_list(
+            "id", flat=True
+        )
+    )
+
+
+def _tell_owner_late(campaign: Campaign) -> None:
+    owner = campaign.account
+    if not owner.email:
+        return
+    send_mail(
+        f"Campaign “{campaign.name}” was not sent on time",
+        (
+            f"Your campaign “{campaign.name}” was due at {campaign.send_at:%Y-%m-%d %H:%M} UTC, "
+            "but mailpanel could not send it within its grace period. It is paused: open it "
+            "in the panel and resume it to send it now, or cancel it."
+        ),
+        None,
+        [owner.email],
+        fail_silently=True,
+    )
+
+
+def start_due(now: datetime) -> None:
+    grace = timedelta(hours=settings.SEND_GRACE_HOURS)
+    with transaction.atomic():
+        due = scheduling.due_campaigns(now).select_for_update(skip_locked=True)[:20]
+        for campaign in due:
+            if now - campaign.send_at > grace:
+                # Sent this late it would surprise readers: the owner decides.
+                scheduling.pause(campaign)
+                transaction.on_commit(lambda c=campaign: _tell_owner_late(c))
+                logger.warning("campaign %s missed its grace period; paused", campaign.pk)
+                continue
+            scheduling.start(campaign)
+            _enqueue_after_commit(plan(campaign, now))
+
+
+def release(now: datetime) -> None:
+    """Gradual sending: planned batches whose time has come join the queue."""
+    with transaction.atomic():
+        ids = list(
+            SendBatch.objects.select_for_update(skip_locked=True)
+            .filter(
+                status=Status.PLANNED, release_at__lte=now, campaign__status=Campaign.Status.SENDING
+            )
+            .values_list("id", flat=True)[:500]
+        )
+        SendBatch.objects.filter(id__in=ids).update(status=Status.QUEUED, enqueued_at=now)
+        _enqueue_after_commit(ids)
+
+
+def requeue_expired(now: datetime) -> None:
+    """Batches whose worker died (lease ran out), parked by a pause, or whose task
+    message was lost are queued again. Messages maybe handed to SMTP become unknown."""
+    lease = timedelta(seconds=settings.SEND_BATCH_LEASE_SECONDS)
+    with transaction.atomic():
+        expired = list(
+            SendBatch.objects.select_for_update(skip_locked=True)
+            .filter(status=Status.SENDING, lease_until__lt=now)
+            .values_list("id", flat=True)[:500]
+        )
+        if expired:
+            Delivery.objects.filter(batch_id__in=expired, status=Delivery.Status.SENDING).update(
+                status=Delivery.Status.UNKNOWN,
+                smtp_response="the worker stopped after handing the message to SMTP",
+            )
+            SendBatch.objects.filter(id__in=expired).update(
+                status=Status.QUEUED, enqueued_at=now, node="", lease_until=None
+            )
+            logger.warning("re-planned %s batches whose lease ran out", len(expired))
+        waiting = list(
+            SendBatch.objects.select_for_update(skip_locked=True)
+            .filter(status=Status.QUEUED, campaign__status=Campaign.Status.SENDING)
+            .filter(Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=now - lease))
+            .values_list("id", flat=True)[:500]
+        )
+        SendBatch.objects.filter(id__in=waiting).update(enqueued_at=now)
+        _enqueue_after_commit(expired + waiting)
+
+
+def retry_deferred(now: datetime) -> None:
+    """Deferred deliveries due for another try get a batch; past the deadline they fail."""
+    deadline = now - timedelta(hours=settings.SEND_RETRY_DEADLINE_HOURS)
+    Delivery.objects.filter(status=Delivery.Status.DEFERRED, created_at__lt=deadline).update(
+        status=Delivery.Status.FAILED, next_attempt_at=None
+    )
+    with transaction.atomic():
+        due = Delivery.objects.filter(
+            status=Delivery.Status.DEFERRED,
+            next_attempt_at__lte=now,
+            campaign__status=Campaign.Status.SENDING,
+        )
+        spans = due.values("campaign_id").annotate(
+            low=Min("subscriber_id"), high=Max("subscriber_id")
+        )
+        created = []
+        for span in spans:
+            batch = SendBatch.objects.create(
+                campaign_id=span["campaign_id"], first_subscriber_id=span["low"],
+                last_subscriber_id=span["high"], size=0, release_at=now,
+                status=Status.QUEUED, enqueued_at=now,
+            )  # fmt: skip
+            due.filter(campaign_id=span["campaign_id"]).update(next_attempt_at=None, batch=batch)
+            created.append(batch.id)
+        _enqueue_after_commit(created)
+
+
+def close_cancelled() -> None:
+    open_batches = SendBatch.objects.filter(
+        status__in=OPEN, campaign__status=Campaign.Status.CANCELLED
+    )
+    open_batches.exclude(status=Status.SENDING).update(
+        status=Status.DONE, finished_at=timezone.now()
+    )
+
+
+def finish_complete() -> None:
+    """A sending campaign with no open batch and nothing deferred is sent."""
+    open_batch = SendBatch.objects.filter(campaign=OuterRef("pk"), status__in=OPEN)
+    deferred = Delivery.objects.filter(campaign=OuterRef("pk"), status=Delivery.Status.DEFERRED)
+    done = Campaign.objects.filter(status=Campaign.Status.SENDING).filter(
+        ~Exists(open_batch), ~Exists(deferred)
+    )
+    for campaign in done:
+        try:
+            scheduling.finish(campaign)
+        except scheduling.TransitionError:
+            continue

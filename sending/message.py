@@ -1,0 +1,139 @@
+"""Message assembly: everything that is the same for every recipient is prepared
+once per campaign (headers, MIME skeleton, encoded attachments, DKIM keys); per
+recipient only a few headers and the two merged parts are encoded and joined.
+
+Building the same message with the ``email`` package costs about 1 to 3 ms; joining
+prepared bytes costs a few tens of microseconds.
+"""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+import time
+from dataclasses import dataclass
+from email.header import Header
+from email.utils import formataddr, formatdate
+from urllib.parse import urlsplit
+
+from django.conf import settings
+
+from sending import dkim
+
+
+def _header_value(value: str) -> str:
+    """A header value on one line, RFC 2047-encoded when it is not plain ASCII."""
+    value = " ".join(value.splitlines())  # no merge value may start a new header line
+    try:
+        value.encode("ascii")
+    except UnicodeEncodeError:
+        return Header(value, "utf-8").encode(maxlinelen=900)
+    return value
+
+
+def _base64(text: str) -> bytes:
+    # Base64 rather than quoted-printable: about twenty times cheaper per message, and
+    # its lines never start with a dot or pass 76 characters. CRLF for SMTP and DKIM.
+    encoded = binascii.b2a_base64(text.encode("utf-8"), newline=False)
+    return b"\r\n".join([encoded[i : i + 76] for i in range(0, len(encoded), 76)]) + b"\r\n"
+
+
+@dataclass
+class Recipient:
+    delivery_id: int
+    email: str
+    name: str
+    subject: str
+    html: str
+    text: str
+    unsubscribe_url: str
+    list_id_header: str
+
+
+class MessageFactory:
+    """Builds the bytes of each recipient's message for one frozen campaign."""
+
+    def __init__(
+        self,
+        *,
+        campaign_id: int,
+        campaign_uuid: str,
+        account_id: int,
+        from_name: str,
+        from_email: str,
+        reply_to: str,
+        attachments: list[bytes],
+        signing_keys: list[dkim.SigningKey],
+        unsubscribe_mailto: str,
+    ) -> None:
+        self.campaign_uuid = campaign_uuid
+        self.domain = from_email.rpartition("@")[2] or "localhost"
+        self.keys = signing_keys
+        self.unsubscribe_mailto = unsubscribe_mailto
+        token = hashlib.sha256(campaign_uuid.encode()).hexdigest()[:24]
+        self.boundary_alt = f"=_alt_{token}".encode()
+        self.boundary_mixed = f"=_mix_{token}".encode()
+        self.attachments = attachments
+        common = [
+            f"From: {_header_value(formataddr((from_name, from_email)))}",
+            *([f"Reply-To: {reply_to}"] if reply_to else []),
+            "MIME-Version: 1.0",
+            "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+            f"Feedback-ID: {campaign_id}:{account_id}:mailpanel",
+            f"X-Mailpanel-Campaign: {campaign_uuid}",
+        ]
+        self.common = ("\r\n".join(common) + "\r\n").encode()
+        self._date = (0, "")
+
+    def _date_header(self) -> str:
+        now = int(time.time())
+        if self._date[0] != now:
+            self._date = (now, formatdate(now, localtime=False))
+        return self._date[1]
+
+    def message_id(self, delivery_id: int) -> str:
+        # Deterministic: a retry of the same delivery carries the same Message-ID, and a
+        # bounce that lost its VERP address can still be traced through it.
+        return f"<{self.campaign_uuid}.{delivery_id}@{self.domain}>"
+
+    def build(self, r: Recipient) -> bytes:
+        unsubscribe = f"<{r.unsubscribe_url}>" if r.unsubscribe_url else ""
+        if self.unsubscribe_mailto:
+            unsubscribe += f"{', ' if unsubscribe else ''}<{self.unsubscribe_mailto}>"
+        head = (
+            f"To: {_header_value(formataddr((r.name, r.email)))}\r\n"
+            f"Subject: {_header_value(r.subject)}\r\n"
+            f"Date: {self._date_header()}\r\n"
+            f"Message-ID: {self.message_id(r.delivery_id)}\r\n"
+            f"List-Id: {r.list_id_header}\r\n"
+            f"List-Unsubscribe: {unsubscribe}\r\n"
+        ).encode() + self.common
+        alt = self.boundary_alt
+        alternative = b"".join(
+            (
+                b"--", alt, b"\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                b"Content-Transfer-Encoding: base64\r\n\r\n", _base64(r.text),
+                b"\r\n--", alt, b"\r\nContent-Type: text/html; charset=utf-8\r\n"
+                b"Content-Transfer-Encoding: base64\r\n\r\n", _base64(r.html),
+                b"\r\n--", alt, b"--\r\n",
+            )
+        )  # fmt: skip
+        if self.attachments:
+            mixed = self.boundary_mixed
+            parts = [b"--" + mixed + b"\r\nContent-Type: multipart/alternative; boundary=\""
+                     + alt + b"\"\r\n\r\n" + alternative]  # fmt: skip
+            parts += [b"--" + mixed + b"\r\n" + part.rstrip(b"\r\n") + b"\r\n"
+                      for part in self.attachments]  # fmt: skip
+            body = b"".join(parts) + b"--" + mixed + b"--\r\n"
+            content_type = b'Content-Type: multipart/mixed; boundary="' + mixed + b'"\r\n'
+        else:
+            body = alternative
+            content_type = b'Content-Type: multipart/alternative; boundary="' + alt + b'"\r\n'
+        message = head + content_type + b"\r\n" + body
+        return dkim.sign(message, self.keys) if self.keys else message
+
+
+def list_id_header(list_name: str, list_uuid: str) -> str:
+    host = urlsplit(settings.SITE_URL).hostname or "localhost"
+    name = " ".join(list_name.replace('"', "").splitlines())
+    return f'"{_header_value(name)}" <{list_uuid}.list-id.{host}>'

@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+import uuid
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+
+from campaigns import access
+from campaigns.models import Campaign
+from sending import progress
+
+
+@login_required
+@require_GET
+def campaign_progress(request: HttpRequest, campaign_id: uuid.UUID) -> HttpResponse:
+    """The progress panel of a campaign page, polled while the campaign sends."""
+    campaign = access.get_campaign(request, campaign_id)
+    live = campaign.status in (Campaign.Status.SENDING, Campaign.Status.SCHEDULED)
+    return render(
+        request,
+        "sending/_progress.html",
+        {"campaign": campaign, "progress": progress.of(campaign), "live": live},
+    )

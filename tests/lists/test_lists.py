@@ -1,0 +1,123 @@
+"""The list index and the list pages: create, edit, delete, counts."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from lists import subscriptions
+from lists.models import MailingList, Subscriber, Subscription
+from tests.factories import MailingListFactory, SubscriberFactory, SubscriptionFactory
+
+
+@pytest.mark.django_db
+def test_empty_index_invites_to_create_the_first_list(owner_client) -> None:  # noqa: ANN001
+    page = owner_client.get(reverse("lists:index")).content.decode()
+    assert "Create your first list" in page
+    assert reverse("lists:create") in page
+
+
+@pytest.mark.django_db
+def test_index_shows_counts_from_the_count_columns(
+    owner_client,
+    owner,
+    django_assert_max_num_queries,  # noqa: ANN001
+) -> None:
+    for name in ("Alpha", "Beta", "Gamma"):
+        MailingListFactory(owner=owner, name=name, confirmed_count=1234, complained_count=7)
+    with django_assert_max_num_queries(4):
+        page = owner_client.get(reverse("lists:index")).content.decode()
+    assert page.count("1234") == 3
+    assert "owner" in page
+
+
+@pytest.mark.django_db
+def test_create_list_defaults_the_sender_from_the_account(owner_client, owner) -> None:  # noqa: ANN001
+    owner.default_from_name = "Olivia's shop"
+    owner.default_from_email = "hello@olivia.example"
+    owner.save()
+    page = owner_client.get(reverse("lists:create")).content.decode()
+    assert "hello@olivia.example" in page
+    response = owner_client.post(
+        reverse("lists:create"),
+        {"name": "Weekly", "from_name": "Olivia's shop", "from_email": "hello@olivia.example"},
+    )
+    mailing_list = MailingList.objects.get(name="Weekly")
+    assert mailing_list.owner == owner
+    assert response["Location"] == reverse("lists:detail", args=[mailing_list.uuid])
+
+
+@pytest.mark.django_db
+def test_edit_list_saves_settings(owner_client, owner) -> None:  # noqa: ANN001
+    mailing_list = MailingListFactory(owner=owner)
+    owner_client.post(
+        reverse("lists:edit", args=[mailing_list.uuid]),
+        {"name": "Renamed", "from_name": "X", "from_email": "x@example.org", "reply_to": ""},
+    )
+    mailing_list.refresh_from_db()
+    assert (mailing_list.name, mailing_list.double_opt_in) == ("Renamed", False)
+
+
+@pytest.mark.django_db
+def test_delete_asks_first_and_keeps_the_subscribers(owner_client, owner) -> None:  # noqa: ANN001
+    mailing_list = MailingListFactory(owner=owner)
+    person = SubscriberFactory(account=owner)
+    subscription, _ = subscriptions.subscribe(
+        mailing_list, person, status="confirmed", source="panel"
+    )
+    subscriptions.change_status(subscription, "unsubscribed", source="panel")
+    url = reverse("lists:delete", args=[mailing_list.uuid])
+    assert "cannot be undone" in owner_client.get(url).content.decode()
+    assert MailingList.objects.filter(id=mailing_list.id).exists()
+    assert owner_client.post(url)["Location"] == reverse("lists:index")
+    assert not MailingList.objects.filter(id=mailing_list.id).exists()
+    assert not Subscription.objects.exists()
+    assert Subscriber.objects.filter(id=subscription.subscriber_id).exists()
+
+
+@pytest.mark.django_db
+def test_list_page_shows_counts_after_changes(owner_client, owner) -> None:  # noqa: ANN001
+    mailing_list = MailingListFactory(owner=owner)
+    people = [SubscriberFactory(account=owner) for _ in range(3)]
+    for person in people:
+        subscriptions.subscribe(mailing_list, person, status="confirmed", source="panel")
+    subscription = Subscription.objects.get(subscriber=people[0])
+    subscriptions.unsubscribe(subscription, source="panel")
+    page = owner_client.get(reverse("lists:detail", args=[mailing_list.uuid])).content.decode()
+    assert '<dt>Confirmed</dt><dd class="num">2</dd>' in page
+    assert '<dt>Unsubscribed</dt><dd class="num">1</dd>' in page
+    for person in people:
+        assert person.email in page
+
+
+@pytest.mark.django_db
+def test_viewer_sees_no_change_controls(client, owner, delegate) -> None:  # noqa: ANN001
+    mailing_list = MailingListFactory(owner=owner)
+    SubscriptionFactory(mailing_list=mailing_list)
+    mailing_list.roles.create(user=delegate, role="viewer")
+    client.force_login(delegate)
+    page = client.get(reverse("lists:detail", args=[mailing_list.uuid])).content.decode()
+    assert "You are <strong>viewer</strong>" in page
+    assert reverse("lists:bulk", args=[mailing_list.uuid]) not in page
+    assert reverse("lists:edit", args=[mailing_list.uuid]) not in page
+    assert reverse("lists:delete", args=[mailing_list.uuid]) not in page
+
+
+@pytest.mark.django_db
+def test_search_and_filter_on_the_page(owner_client, owner) -> None:  # noqa: ANN001
+    mailing_list = MailingListFactory(owner=owner)
+    for email, status in [("ann@example.org", "confirmed"), ("bob@example.org", "pending")]:
+        SubscriptionFactory(
+            mailing_list=mailing_list,
+            subscriber=SubscriberFactory(account=owner, email=email),
+            status=status,
+        )
+    url = reverse("lists:detail", args=[mailing_list.uuid])
+    page = owner_client.get(url, {"q": "AN"}).content.decode()
+    assert "ann@example.org" in page
+    assert "bob@example.org" not in page
+    page = owner_client.get(url, {"status": "pending"}).content.decode()
+    assert "bob@example.org" in page
+    assert "ann@example.org" not in page
+    page = owner_client.get(url, {"q": "zed"}).content.decode()
+    assert "No subscriber matches this filter" in page

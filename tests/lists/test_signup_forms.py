@@ -1,0 +1,120 @@
+"""The form builder in the panel: creating forms, embeds, list texts, and tenancy."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from lists.models import ListRole, SignupForm
+from tests.factories import CustomFieldFactory, MailingListFactory, SignupFormFactory
+from tests.lists.test_signup_support import *  # noqa: F403
+
+pytestmark = pytest.mark.django_db
+
+
+def form_post(lists, **extra) -> dict:  # noqa: ANN001
+    data = {
+        "name": "Website footer",
+        "lists": [str(ml.id) for ml in lists],
+        "title": "Join us",
+        "button_text": "Join",
+        "success_text": "Welcome!",
+        "check_inbox_text": "Check your inbox",
+        "show_0": "required",
+        "label_0": "First name",
+        "enabled": "on",
+    }
+    data.update(extra)
+    return data
+
+
+def test_an_owner_creates_a_form_and_sees_three_embeds(owner_client, owner, mailing_list):
+    CustomFieldFactory(account=owner, key="city", label="City", in_forms=True)
+    response = owner_client.post(
+        reverse("lists:form-create"), form_post([mailing_list], show_1="optional", label_1="Town")
+    )
+    assert response.status_code == 302
+    form = SignupForm.objects.get()
+    assert form.account == owner and list(form.lists.all()) == [mailing_list]
+    assert form.field_config == [
+        {"key": "name", "label": "First name", "required": True},
+        {"key": "field:city", "label": "Town", "required": False},
+    ]
+    page = owner_client.get(response["Location"]).content.decode()
+    assert f"/s/f/{form.uuid}/" in page and "embed.js" in page
+    assert "data-copy-target" in page and 'sandbox="allow-forms allow-scripts"' in page
+    assert "<script>" not in page
+
+
+def test_a_form_cannot_use_another_accounts_list(owner_client, mailing_list):
+    foreign = MailingListFactory()
+    response = owner_client.post(reverse("lists:form-create"), form_post([foreign]))
+    assert response.status_code == 200 and not SignupForm.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "url", ["javascript:alert(1)", "ftp://files.example/x", "mailto:a@example.org"]
+)
+def test_redirect_urls_must_be_http(owner_client, mailing_list, url):
+    response = owner_client.post(
+        reverse("lists:form-create"), form_post([mailing_list], redirect_url=url)
+    )
+    assert response.status_code == 200 and not SignupForm.objects.exists()
+
+
+@pytest.mark.parametrize("name", ["lists:form-detail", "lists:form-edit"])
+def test_stranger_gets_404_on_the_owners_form(client, stranger, form, name):
+    client.force_login(stranger)
+    assert client.get(reverse(name, args=[form.uuid])).status_code == 404
+    client.force_login(form.account)
+    assert client.get(reverse(name, args=[form.uuid])).status_code == 200
+
+
+def test_stranger_cannot_delete_or_change_the_owners_form(client, stranger, form, mailing_list):
+    client.force_login(stranger)
+    assert client.post(reverse("lists:form-delete", args=[form.uuid])).status_code == 404
+    edit = client.post(reverse("lists:form-edit", args=[form.uuid]), form_post([mailing_list]))
+    assert edit.status_code == 404
+    form.refresh_from_db()
+    assert form.title != "Join us"
+    client.force_login(form.account)
+    assert client.post(reverse("lists:form-delete", args=[form.uuid])).status_code == 302
+    assert not SignupForm.objects.exists()
+
+
+def test_the_form_index_lists_only_the_accounts_forms(client, stranger, form):
+    SignupFormFactory(account=stranger, name="Stranger's form")
+    client.force_login(form.account)
+    page = client.get(reverse("lists:form-index")).content.decode()
+    assert form.name in page and "Stranger&#x27;s form" not in page
+
+
+def test_list_texts_stranger_404_viewer_403_owner_saves(client, stranger, delegate, mailing_list):
+    url = reverse("lists:list-public", args=[mailing_list.uuid])
+    data = {
+        "logo_url": "https://cdn.example/logo.png",
+        "brand_color": "#112233",
+        "text_confirm_subject": "Confirm {list}",
+    }
+    client.force_login(stranger)
+    assert client.get(url).status_code == 404
+    ListRole.objects.create(mailing_list=mailing_list, user=delegate, role="viewer")
+    client.force_login(delegate)
+    assert client.post(url, data).status_code == 403
+    client.force_login(mailing_list.owner)
+    assert client.post(url, {**data, "brand_color": "red;}"}).status_code == 200
+    assert client.post(url, data).status_code == 302
+    mailing_list.refresh_from_db()
+    assert mailing_list.texts == {"confirm_subject": "Confirm {list}"}
+    assert mailing_list.brand_color == "#112233"
+
+
+def test_the_preview_pages_embed_the_form(client, form):
+    for kind in ("html", "script"):
+        response = client.get(reverse("public:form-preview", args=[form.uuid, kind]))
+        assert (
+            response.status_code == 200
+            and "frame-ancestors *" in response["Content-Security-Policy"]
+        )
+    html = client.get(reverse("public:form-preview", args=[form.uuid, "html"])).content.decode()
+    assert f'action="http://testserver/s/f/{form.uuid}/"' in html and 'name="mp_ts"' in html

@@ -1,0 +1,192 @@
+"""What the pipeline does when relays answer badly or go away."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from campaigns import scheduling
+from campaigns.models import Campaign
+from lists import subscriptions
+from sending import dispatch
+from sending.models import Delivery, Relay
+from tests.factories import MailingListFactory, SubscriptionFactory
+from tests.sending.test_pipeline import make_campaign, run_pipeline
+from tests.services import free_port
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
+
+
+def audience(owner, count: int):  # noqa: ANN001, ANN201
+    mailing_list = MailingListFactory(owner=owner)
+    subs = [SubscriptionFactory(mailing_list=mailing_list) for _ in range(count)]
+    subscriptions.recount([mailing_list.id])
+    return mailing_list, [s.subscriber.email for s in subs]
+
+
+def delivery_of(address: str) -> Delivery:
+    return Delivery.objects.get(subscriber__email=address)
+
+
+def test_a_5xx_fails_that_recipient_and_keeps_the_reply(
+    owner, scripted, settings, django_capture_on_commit_callbacks
+) -> None:  # noqa: ANN001, E501
+    mailing_list, emails = audience(owner, 3)
+    handler, _ = scripted({emails[1]: ["550 5.1.1 No such user here"]})
+    campaign = make_campaign(owner, [mailing_list])
+    scheduling.schedule(campaign)
+    run_pipeline(settings, django_capture_on_commit_callbacks)
+    failed = delivery_of(emails[1])
+    assert failed.status == "failed" and failed.smtp_code == 550
+    assert "No such user" in failed.smtp_response
+    assert {d.status for d in Delivery.objects.exclude(id=failed.id)} == {"sent"}
+    campaign.refresh_from_db()
+    assert campaign.status == Campaign.Status.SENT
+
+
+def test_a_4xx_is_retried_later_and_then_sent(
+    owner, scripted, settings, django_capture_on_commit_callbacks
+) -> None:  # noqa: ANN001, E501
+    mailing_list, emails = audience(owner, 2)
+    handler, _ = scripted({emails[0]: ["451 4.7.1 Try again later"]})
+    campaign = make_campaign(owner, [mailing_list])
+    scheduling.schedule(campaign)
+    run_pipeline(settings, django_capture_on_commit_callbacks)
+    deferred = delivery_of(emails[0])
+    assert deferred.status == "deferred" and deferred.next_attempt_at > timezone.now()
+    campaign.refresh_from_db()
+    assert campaign.status == Campaign.Status.SENDING  # not done while a retry is due
+
+    Delivery.objects.filter(id=deferred.id).update(
+        next_attempt_at=timezone.now() - timedelta(seconds=1)
+    )
+    run_pipeline(settings, django_capture_on_commit_callbacks)
+    assert delivery_of(emails[0]).status == "sent"
+    assert handler.attempts[emails[0]] == 2
+    assert len(handler.messages) == 2
+    campaign.refresh_from_db()
+    assert campaign.status == Campaign.Status.SENT
+
+
+def test_a_deferred_message_past_the_deadline_fails(
+    owner, scripted, settings, django_capture_on_commit_callbacks
+) -> None:  # noqa: ANN001, E501
+    mailing_list, emails = audience(owner, 1)
+    scripted({emails[0]: ["451 later"]})
+    campaign = make_campaign(owner, [mailing_list])
+    scheduling.schedule(campaign)
+    run_pipeline(settings, django_capture_on_commit_callbacks)
+    Delivery.objects.update(created_at=timezone.now() - timedelta(hours=25))
+    run_pipeline(settings, django_capture_on_commit_callbacks)
+    assert delivery_of(emails[0]).status == "failed"
+
+
+def test_connection_lost_after_the_final_dot_is_unknown_and_never_resent(
+    owner, scripted, settings, django_capture_on_commit_callbacks
+) -> None:  # noqa: ANN001, E501
+    mailing_list, emails = audience(owner, 3)
+    handler, _ = scripted({emails[1]: ["drop"]})
+    campaign = make_campaign(owner, [mailing_list])
+    scheduling.schedule(campaign)
+    run_pipeline(settings, django_capture_on_commit_callbacks)
+    dropped = delivery_of(emails[1])
+    assert dropped.status == "unknown", dropped.smtp_response
+    assert delivery_of(emails[2]).status == "sent"  # a new connection took over
+    run_pipeline(settings, django_capture_on_commit_callbacks)
+    assert handler.attempts[emails[1]] == 1
+    campaign.refresh_from_db()
+    assert campaign.status == Campaign.Status.SENT
+
+
+def test_a_dead_relay_fails_over_to_the_next(
+    owner, scripted, settings, django_capture_on_commit_callbacks
+) -> None:  # noqa: ANN001, E501
+    mailing_list, emails = audience(owner, 4)
+    Relay.objects.create(
+        name="dead", host="127.0.0.1", port=free_port(), security="none", weight=1000
+    )
+    handler, alive = scripted(name="alive", weight=1)
+    campaign = make_campaign(owner, [mailing_list])
+    scheduling.schedule(campaign)
+    run_pipeline(settings, django_capture_on_commit_callbacks)
+    assert sorted(m.rcpt_tos[0] for m in handler.messages) == sorted(emails)
+    assert set(Delivery.objects.values_list("relay", flat=True)) == {alive.id}
+    dead = Relay.objects.get(name="dead")
+    assert dead.consecutive_failures >= 1 and "refused" in dead.last_error.lower()
+
+
+def test_unsubscribing_after_planning_stops_the_mail(
+    owner, scripted, settings, django_capture_on_commit_callbacks
+) -> None:  # noqa: ANN001, E501
+    mailing_list, emails = audience(owner, 3)
+    handler, _ = scripted()
+    campaign = make_campaign(owner, [mailing_list])
+    scheduling.schedule(campaign)
+    with django_capture_on_commit_callbacks(execute=False) as queued:
+        dispatch.tick()  # planned, but no batch has run
+    subscription = mailing_list.subscriptions.get(subscriber__email=emails[0])
+    subscriptions.unsubscribe(subscription, source="panel")
+    for send in queued:
+        send()
+    run_pipeline(settings, django_capture_on_commit_callbacks)
+    assert sorted(m.rcpt_tos[0] for m in handler.messages) == sorted(emails[1:])
+
+
+def test_a_batch_whose_recipients_all_left_is_not_the_end(
+    owner, scripted, settings, django_capture_on_commit_callbacks
+) -> None:  # noqa: ANN001, E501
+    settings.SEND_BATCH_SIZE = 2
+    mailing_list, emails = audience(owner, 6)
+    handler, _ = scripted()
+    campaign = make_campaign(owner, [mailing_list])
+    scheduling.schedule(campaign)
+    with django_capture_on_commit_callbacks(execute=False) as queued:
+        dispatch.tick()
+    for subscription in mailing_list.subscriptions.filter(subscriber__email__in=emails[:2]):
+        subscriptions.unsubscribe(subscription, source="panel")
+    for send in queued:
+        send()
+    run_pipeline(settings, django_capture_on_commit_callbacks)
+    assert sorted(m.rcpt_tos[0] for m in handler.messages) == sorted(emails[2:])
+    campaign.refresh_from_db()
+    assert campaign.status == Campaign.Status.SENT
+
+
+def test_pause_parks_batches_and_resume_finishes_them(
+    owner, scripted, settings, django_capture_on_commit_callbacks
+) -> None:  # noqa: ANN001, E501
+    settings.SEND_BATCH_SIZE = 2
+    mailing_list, emails = audience(owner, 6)
+    handler, _ = scripted()
+    campaign = make_campaign(owner, [mailing_list])
+    scheduling.schedule(campaign)
+    with django_capture_on_commit_callbacks(execute=False) as queued:
+        dispatch.tick()
+    campaign.refresh_from_db()
+    scheduling.pause(campaign)
+    for send in queued:
+        send()  # the workers see the pause and give their batches back
+    run_pipeline(settings, django_capture_on_commit_callbacks)
+    assert handler.messages == []
+    assert set(campaign.send_batches.values_list("status", flat=True)) == {"queued"}
+    scheduling.resume(campaign)
+    run_pipeline(settings, django_capture_on_commit_callbacks)
+    assert len(handler.messages) == 6
+
+
+def test_cancel_stops_everything(
+    owner, scripted, settings, django_capture_on_commit_callbacks
+) -> None:  # noqa: ANN001, E501
+    mailing_list, emails = audience(owner, 3)
+    handler, _ = scripted()
+    campaign = make_campaign(owner, [mailing_list])
+    scheduling.schedule(campaign)
+    with django_capture_on_commit_callbacks(execute=False):
+        dispatch.tick()
+    campaign.refresh_from_db()
+    scheduling.cancel(campaign)
+    run_pipeline(settings, django_capture_on_commit_callbacks)
+    assert handler.messages == []
+    assert not campaign.send_batches.exclude(status="done").exists()
