@@ -34,7 +34,7 @@ from django.db.models import F, Q
 from django.db.models.functions import Lower
 from django.utils import timezone
 
-from lists import addresses, csvfiles, subscriptions
+from lists import addresses, csvfiles, planner, subscriptions
 from lists.models import (
     BlocklistEntry,
     CustomField,
@@ -292,6 +292,8 @@ def run(
         return job
     if finished:
         subscriptions.recount([job.mailing_list_id])
+        job.refresh_from_db(fields=["imported", "updated"])
+        planner.refresh_after_bulk_write(job.imported + job.updated)
         ImportJob.objects.filter(id=job.id).update(
             status=Status.DONE, finished_at=timezone.now(), heartbeat_at=timezone.now()
         )

@@ -9,15 +9,18 @@ dispatcher turns into UNKNOWN: never sent twice.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cache
 
 import redis
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -31,6 +34,12 @@ from sending.ratelimit import TokenBucket
 logger = logging.getLogger(__name__)
 
 DStatus = Delivery.Status
+# What sending reads of a delivery and its subscriber: half the cost of whole rows
+# (the subscriber's consent record and the delivery's old reply stay in the database).
+DELIVERY_FIELDS = (
+    "id", "campaign_id", "subscriber_id", "batch_id", "status", "attempts", "next_attempt_at",
+    "subscriber__id", "subscriber__email", "subscriber__name", "subscriber__fields",
+)  # fmt: skip
 RETRY_DELAYS = [timedelta(minutes=m) for m in (5, 15, 60, 180, 360)]
 
 
@@ -114,11 +123,8 @@ def take_recipients(batch: SendBatch, campaign: Campaign) -> list[Delivery]:
     """
     ids = _sendable_ids(campaign, batch.first_subscriber_id, batch.last_subscriber_id)
     now = timezone.now()
-    Delivery.objects.bulk_create(
-        [Delivery(campaign=campaign, subscriber_id=i, batch=batch, created_at=now) for i in ids],
-        ignore_conflicts=True,
-        batch_size=2000,
-    )
+    _insert_deliveries(campaign.pk, batch.pk, ids, now)
+    sendable = set(ids)
     in_range = Delivery.objects.filter(
         campaign=campaign,
         subscriber_id__gte=batch.first_subscriber_id,
@@ -127,14 +133,42 @@ def take_recipients(batch: SendBatch, campaign: Campaign) -> list[Delivery]:
     ready = Q(status=DStatus.QUEUED) | Q(
         Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now), status=DStatus.DEFERRED
     )
-    # Queued earlier but no longer in the audience: never sent, shown as skipped.
-    in_range.filter(status=DStatus.QUEUED).exclude(subscriber_id__in=ids).update(
-        status=DStatus.SKIPPED
-    )
-    return list(
-        in_range.filter(ready, subscriber_id__in=ids)
+    # One range scan instead of an IN list of every id: the filter by the audience
+    # happens here, on ids already in memory.
+    rows = list(
+        in_range.filter(ready)
         .select_related("subscriber")
+        .only(*DELIVERY_FIELDS)
         .order_by("subscriber_id")
+    )
+    # Queued earlier but no longer in the audience: never sent, shown as skipped.
+    gone = [d.id for d in rows if d.subscriber_id not in sendable and d.status == DStatus.QUEUED]
+    if gone:
+        Delivery.objects.filter(id__in=gone, status=DStatus.QUEUED).update(status=DStatus.SKIPPED)
+    return [d for d in rows if d.subscriber_id in sendable]
+
+
+def _insert_deliveries(campaign_id: int, batch_id: int, subscriber_ids: list[int], now) -> None:  # noqa: ANN001
+    """A QUEUED row per subscriber, keeping any row a previous attempt wrote."""
+    if connection.vendor == "postgresql":
+        # One statement with the ids as an array: several times cheaper than a
+        # multi-row INSERT built by the ORM, and the unique constraint still decides.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {Delivery._meta.db_table} "  # noqa: S608 (table name, not input)
+                "(campaign_id, subscriber_id, batch_id, status, attempts, smtp_response, "
+                "created_at) SELECT %s, unnest(%s::bigint[]), %s, %s, 0, '', %s "
+                "ON CONFLICT (campaign_id, subscriber_id) DO NOTHING",
+                [campaign_id, subscriber_ids, batch_id, DStatus.QUEUED, now],
+            )
+        return
+    Delivery.objects.bulk_create(
+        [
+            Delivery(campaign_id=campaign_id, subscriber_id=i, batch_id=batch_id, created_at=now)
+            for i in subscriber_ids
+        ],
+        ignore_conflicts=True,
+        batch_size=2000,
     )
 
 
@@ -318,25 +352,42 @@ def _send_chunk(
     relay = _pick_relay(campaign, failed_relays)
     if relay is not None:
         _wait_for_tokens(relay, len(chunk))
-    results: list[tuple[Delivery, smtp.Outcome, Relay | None]] = []
-    for delivery in chunk:
+
+    def build(delivery: Delivery) -> bytes:
         list_id = lists_of.get(delivery.subscriber_id) or next(iter(prepared.lists))
-        data = prepared.factory.build(_recipient(prepared, delivery, list_id))
-        sender = verp.address(delivery.id, prepared.bounce_domain)
-        outcome = smtp.Outcome(smtp.DEFERRED, None, "no relay could take the message")
-        while relay is not None:
-            try:
-                outcome = smtp.pool.get(relay).send(sender, delivery.subscriber.email, data)
-                break
-            except (smtp.ConnectionLost, OSError) as exc:
-                smtp.pool.discard(relay)
-                relay_health.record_failure(relay, str(exc))
-                failed_relays.add(relay.id)
-                logger.warning("relay %s failed: %s; moving on", relay.name, exc)
-                relay = _pick_relay(campaign, failed_relays)
-        if outcome.status == smtp.UNKNOWN and relay is not None:
+        return prepared.factory.build(_recipient(prepared, delivery, list_id))
+
+    def items() -> Iterator[smtp.Item]:
+        # Each message is built when the connection asks for it (see send_many): only
+        # a few exist in memory at once.
+        for delivery in chunk:
+            sender = verp.address(delivery.id, prepared.bounce_domain)
+            yield delivery, sender, delivery.subscriber.email, functools.partial(build, delivery)
+
+    outcomes: dict[int, tuple[Delivery, smtp.Outcome, Relay | None]] = {}
+    todo: Iterator[smtp.Item] = items()
+    while relay is not None:
+        try:
+            for delivery, outcome in smtp.pool.get(relay).send_many(todo):
+                outcomes[delivery.id] = (delivery, outcome, relay)
+            break
+        except (smtp.ConnectionLost, OSError) as exc:
             smtp.pool.discard(relay)
-        results.append((delivery, outcome, relay))
+            lost = exc.unknown if isinstance(exc, smtp.ConnectionLost) else []
+            unsent = exc.unsent if isinstance(exc, smtp.ConnectionLost) else []
+            for delivery, outcome in lost:
+                outcomes[delivery.id] = (delivery, outcome, relay)
+            todo = itertools.chain(unsent, todo)
+            if lost:
+                # The relay took the message and then the connection went: it is not
+                # the relay that failed, so reconnect to it.
+                continue
+            relay_health.record_failure(relay, str(exc))
+            failed_relays.add(relay.id)
+            logger.warning("relay %s failed: %s; moving on", relay.name, exc)
+            relay = _pick_relay(campaign, failed_relays)
+    nobody = smtp.Outcome(smtp.DEFERRED, None, "no relay could take the message")
+    results = [outcomes.get(d.id, (d, nobody, None)) for d in chunk]
     for used in {
         r.id: r for _, o, r in results if r is not None and o.status == smtp.SENT
     }.values():

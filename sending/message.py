@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import binascii
 import hashlib
+import re
 import time
 from dataclasses import dataclass
 from email.header import Header
@@ -29,6 +30,37 @@ def _header_value(value: str) -> str:
     except UnicodeEncodeError:
         return Header(value, "utf-8").encode(maxlinelen=900)
     return value
+
+
+def _body(text: str) -> tuple[bytes, bytes]:
+    """A text or HTML part as (Content-Transfer-Encoding, encoded body).
+
+    ASCII with lines of at most 998 octets goes as 7bit, unchanged but for CRLF line
+    ends: no encoding cost, a quarter fewer bytes, far fewer lines for every relay
+    to handle, and it needs no 8BITMIME on any hop (so no downgrade breaks the DKIM
+    signature). Spam filters also look askance at base64 text (SpamAssassin's
+    MIME_BASE64_TEXT). Anything else is base64.
+    """
+    if text.isascii():
+        unix = text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
+        if max(map(len, unix.split("\n"))) <= MAX_LINE:
+            body = unix.replace("\n", "\r\n").encode("ascii")
+            return b"7bit", body if body.endswith(b"\r\n") else body + b"\r\n"
+    return b"base64", _base64(text)
+
+
+# RFC 5321 4.5.3.1.6: 1000 octets per line with the CRLF; 998 leaves room for it.
+MAX_LINE = 998
+# Where a character reference is not decoded, so non-ASCII must stay as it is.
+_RAW_TEXT = re.compile(r"<(style|script)\b[^>]*>(.*?)</\1", re.IGNORECASE | re.DOTALL)
+
+
+def _html_body(html: str) -> tuple[bytes, bytes]:
+    """The HTML part: non-ASCII characters become character references (&#183;), which
+    every HTML reader decodes back, so the part can travel as 7bit."""
+    if not html.isascii() and all(m.group(2).isascii() for m in _RAW_TEXT.finditer(html)):
+        html = html.encode("ascii", "xmlcharrefreplace").decode("ascii")
+    return _body(html)
 
 
 def _base64(text: str) -> bytes:
@@ -109,12 +141,14 @@ class MessageFactory:
             f"List-Unsubscribe: {unsubscribe}\r\n"
         ).encode() + self.common
         alt = self.boundary_alt
+        text_encoding, text = _body(r.text)
+        html_encoding, html = _html_body(r.html)
         alternative = b"".join(
             (
                 b"--", alt, b"\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                b"Content-Transfer-Encoding: base64\r\n\r\n", _base64(r.text),
+                b"Content-Transfer-Encoding: ", text_encoding, b"\r\n\r\n", text,
                 b"\r\n--", alt, b"\r\nContent-Type: text/html; charset=utf-8\r\n"
-                b"Content-Transfer-Encoding: base64\r\n\r\n", _base64(r.html),
+                b"Content-Transfer-Encoding: ", html_encoding, b"\r\n\r\n", html,
                 b"\r\n--", alt, b"--\r\n",
             )
         )  # fmt: skip

@@ -20,8 +20,13 @@ def _fresh_connection_pool() -> Iterator[None]:
 def scripted():  # noqa: ANN201
     servers = []
 
-    def start(script: dict[str, list[str]] | None = None, name: str = "main", weight: int = 100):  # noqa: ANN202
-        controller, handler, port = scripted_smtp.start(script)
+    def start(
+        script: dict[str, list[str]] | None = None,
+        name: str = "main",
+        weight: int = 100,
+        **options,  # noqa: ANN003
+    ):  # noqa: ANN202
+        controller, handler, port = scripted_smtp.start(script, **options)
         servers.append(controller)
         relay = Relay.objects.create(name=name, host="127.0.0.1", port=port, security="none",
                                      rate_per_second=1000, weight=weight)  # fmt: skip

@@ -16,10 +16,23 @@ class ScriptedHandler:
     script: dict[str, list[str]] = field(default_factory=dict)
     messages: list[ReceivedMessage] = field(default_factory=list)
     attempts: Counter = field(default_factory=Counter)
+    # address -> the answer to its RCPT TO (default "250 OK")
+    rcpt_script: dict[str, str] = field(default_factory=dict)
+    # Real relays (Postfix, smtp-sink) advertise PIPELINING; aiosmtpd reads pipelined
+    # commands fine but does not say so unless told.
+    pipelining: bool = True
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):  # noqa: ANN001, ANN201, N802
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: ANN001, ANN201, N802
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
+        answer = self.rcpt_script.get(address, "250 OK")
+        if answer.startswith("2"):
+            envelope.rcpt_tos.append(address)
+        return answer
 
     async def handle_DATA(self, server, session, envelope):  # noqa: ANN001, ANN201, N802
         address = envelope.rcpt_tos[0]
@@ -40,8 +53,12 @@ class ScriptedHandler:
         return answer
 
 
-def start(script: dict[str, list[str]] | None = None) -> tuple[Controller, ScriptedHandler, int]:
-    handler = ScriptedHandler(script or {})
+def start(
+    script: dict[str, list[str]] | None = None,
+    rcpt_script: dict[str, str] | None = None,
+    pipelining: bool = True,
+) -> tuple[Controller, ScriptedHandler, int]:
+    handler = ScriptedHandler(script or {}, rcpt_script=rcpt_script or {}, pipelining=pipelining)
     port = free_port()
     controller = Controller(handler, hostname="127.0.0.1", port=port)
     controller.start()

@@ -10,7 +10,7 @@ from django.utils import timezone
 from campaigns import scheduling
 from campaigns.models import Campaign
 from lists import subscriptions
-from sending import dispatch
+from sending import dispatch, smtp
 from sending.models import Delivery, Relay
 from tests.factories import MailingListFactory, SubscriptionFactory
 from tests.sending.test_pipeline import make_campaign, run_pipeline
@@ -98,6 +98,39 @@ def test_connection_lost_after_the_final_dot_is_unknown_and_never_resent(
     assert handler.attempts[emails[1]] == 1
     campaign.refresh_from_db()
     assert campaign.status == Campaign.Status.SENT
+
+
+def test_a_refused_recipient_mid_pipeline_leaves_the_others_alone(
+    owner, scripted, settings, django_capture_on_commit_callbacks
+) -> None:  # noqa: ANN001, E501
+    mailing_list, emails = audience(owner, 5)
+    handler, _ = scripted(rcpt_script={emails[1]: "550 5.1.1 unknown user", emails[3]: "451 later"})
+    campaign = make_campaign(owner, [mailing_list])
+    scheduling.schedule(campaign)
+    run_pipeline(settings, django_capture_on_commit_callbacks)
+    refused = delivery_of(emails[1])
+    assert refused.status == "failed" and refused.smtp_code == 550
+    assert delivery_of(emails[3]).status == "deferred"
+    assert sorted(m.rcpt_tos[0] for m in handler.messages) == sorted(
+        [emails[0], *emails[2:3], emails[4]]
+    )
+    # Each accepted message went out once, with its own content.
+    for received in handler.messages:
+        assert f"<{received.rcpt_tos[0]}>" in received.data.split(b"\r\n", 1)[0].decode()
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_both_session_styles_send_every_message_once(
+    owner, scripted, settings, django_capture_on_commit_callbacks, pipelining: bool
+) -> None:  # noqa: ANN001, E501
+    mailing_list, emails = audience(owner, 4)
+    handler, _ = scripted({emails[2]: ["550 5.7.1 rejected by policy"]}, pipelining=pipelining)
+    campaign = make_campaign(owner, [mailing_list])
+    scheduling.schedule(campaign)
+    run_pipeline(settings, django_capture_on_commit_callbacks)
+    assert sorted(m.rcpt_tos[0] for m in handler.messages) == sorted([*emails[:2], emails[3]])
+    assert delivery_of(emails[2]).status == "failed"
+    assert sum(handler.attempts.values()) == 4
 
 
 def test_a_dead_relay_fails_over_to_the_next(
@@ -190,3 +223,25 @@ def test_cancel_stops_everything(
     run_pipeline(settings, django_capture_on_commit_callbacks)
     assert handler.messages == []
     assert not campaign.send_batches.exclude(status="done").exists()
+
+
+def test_a_message_that_fails_to_build_mid_session_leaves_no_stale_replies(scripted) -> None:  # noqa: ANN001
+    handler, relay = scripted()
+
+    def broken() -> bytes:
+        raise ValueError("merge failed")
+
+    items = [
+        (1, "b@example.com", "one@example.org", b"Subject: 1\r\n\r\none\r\n"),
+        (2, "b@example.com", "two@example.org", broken),
+    ]
+    with pytest.raises(ValueError, match="merge failed"):
+        list(smtp.pool.get(relay).send_many(items))
+    # The next use gets a fresh session whose replies belong to its own messages.
+    outcomes = list(
+        smtp.pool.get(relay).send_many(
+            [(3, "b@example.com", "three@example.org", lambda: b"Subject: 3\r\n\r\nthree\r\n")]
+        )
+    )
+    assert [(key, o.status) for key, o in outcomes] == [(3, "sent")]
+    assert [m.rcpt_tos[0] for m in handler.messages][-1] == "three@example.org"
