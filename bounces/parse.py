@@ -75,9 +75,12 @@ ADDRESS_RE = re.compile(
     r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?"
 )
 STATUS_RE = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.]*\d)")
-# An SMTP reply code where servers put it: line start, after "said:", "smtp;", "host ... said".
+# An SMTP reply code where servers put it: line start, after "said:", "smtp;", "host ... said",
+# "<address>:" (qmail, Exim) or the command it answered ("did not like our RCPT TO: 521").
 REPLY_RE = re.compile(
-    r"(?:^|said:?|smtp;|\(|\]:?|SMTP error|reply:|response:)\s*([245]\d\d)(?=[ -]|$)", re.I | re.M
+    r"(?:^|said:?|smtp;|\(|\]:?|>:|SMTP error|reply:|response:|(?:rcpt to|mail from|data):)"
+    r"\s*([245]\d\d)(?=[ -]|$)",
+    re.I | re.M,
 )
 VERP_RE = re.compile(r"^bounces\+([^@]+)@", re.I)
 MESSAGE_ID_RE = re.compile(r"^Message-ID:\s*(<[^>\s]+>)", re.I | re.M)
@@ -131,6 +134,17 @@ def normalise_line_endings(raw: bytes) -> bytes:
 
 
 def parse_bounce(raw: bytes, envelope_recipient: str | None = None) -> ParsedBounce:
+    """The per-recipient results of one returned message; never raises.
+
+    raw is the message as received (any line endings, an mbox "From " line allowed);
+    envelope_recipient is the address the MTA delivered it to, for the VERP token.
+
+    A message that cannot be parsed comes back with kind "unknown", no results and a reason
+    saying why ("empty message", "no recipient or failure found: ...", "parser error: ...");
+    the caller quarantines it with that reason. A flufl.bounce detector that raises is skipped
+    and named in detector_errors, so one broken detector neither loses the message nor stops
+    the others.
+    """
     try:
         return _parse(raw, envelope_recipient)
     except Exception as exc:  # the contract: never raise, quarantine instead
@@ -182,7 +196,9 @@ def _parse(raw: bytes, envelope_recipient: str | None) -> ParsedBounce:
     if not parsed.results and _is_autoreply(msg, strict=False):
         _parse_autoreply(msg, parsed)
     if not parsed.results and parsed.kind == "unknown" and not parsed.reason:
-        parsed.reason = "no recipient or failure found"
+        parsed.reason = "no recipient or failure found: the message cannot be parsed"
+        if parsed.detector_errors:
+            parsed.reason += f" ({len(parsed.detector_errors)} detector(s) raised)"
     for result in parsed.results:
         result.original_message_id = result.original_message_id or parsed.original_message_id
         result.kind = parsed.kind
@@ -375,7 +391,8 @@ def _parse_ses_notification(msg: email.message.Message, parsed: ParsedBounce) ->
     if not text.startswith("{") or "notificationType" not in text[:2000]:
         return
     try:  # SNS appends an unsubscribe footer after the JSON document
-        data, _ = json.JSONDecoder().raw_decode(text)
+        # strict=False: mail transports fold long lines, leaving raw newlines inside strings.
+        data, _ = json.JSONDecoder(strict=False).raw_decode(text)
     except ValueError:
         return
     if not isinstance(data, dict):
@@ -548,7 +565,7 @@ RETURNED_COPY_RE = re.compile(
     r"^(-+ ?Below this line is a copy of the message|-+ ?(The )?original message|"
     r"-+ ?This is a copy of the message|-+ ?Original message follows|"
     r"------ This is a copy of the message|\s*-+ ?Returned message|Original message follows|"
-    r"-+ ?Unsent Message below|.*original message headers|"
+    r"-+ ?Unsent Message below|.*original message headers|Message headers follow|"
     r"-+ ?(Mensaje|Message) original)",
     re.I | re.M,
 )
@@ -584,19 +601,23 @@ def _decoded(addresses) -> list[str]:
 
 
 # Plain bounces put the failed address on its own line, often in angle brackets or followed by
-# a colon: qmail "<user@host>:", Exim "  user@host", Sendmail "<user@host>... User unknown".
+# a colon: qmail "<user@host>:", Exim "  user@host", Sendmail "<user@host>... User unknown",
+# Exchange 2000/2003 "user@host on 4/29/01 11:34 PM".
 FAILED_LINE_RE = re.compile(
-    r"^[\s>]*(?:(?:to|rcpt to|recipient|address|addresses|original-recipient|final-recipient)"
+    r"^[\s>]*(?:(to|rcpt to|recipient|address|addresses|original-recipient|final-recipient)"
     r"\s*:?\s*)?"
-    r"<?(?:rfc822;\s*)?([^\s<>@]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,})>?\s*(?::|\.\.\.|$|\(|--|,|<)",
+    r"<?(?:rfc822;\s*)?([^\s<>@]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,})>?"
+    r"\s*(?::|\.\.\.|$|\(|--|,|<|on \d)",
     re.I | re.M,
 )
 
 
 # Newer providers name the address inside a sentence: Gmail "Your message wasn't delivered to
-# x@y because ...", Outlook "Your message to x@y couldn't be delivered".
+# x@y because ...", Outlook "Your message to x@y couldn't be delivered", DragonFly and others
+# "There was an error delivering your mail to <x@y>".
 FAILED_SENTENCE_RE = re.compile(
     r"(?:(?:wasn't|was not|couldn't be|could not be) delivered to|your message to|"
+    r"error delivering your (?:mail|message) to|"
     r"delivery to the following recipient failed[^\n]*\n\s*)\s*<?"
     r"([^\s<>@]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,})",
     re.I,
@@ -608,19 +629,12 @@ def _parse_plain(msg: email.message.Message, parsed: ParsedBounce) -> None:
     temporary, permanent = _run_detectors(msg, parsed)
     addresses = permanent + [a for a in temporary if a not in permanent]
     if not addresses and _looks_like_bounce(msg, human):
-        own = {a.lower() for a in ADDRESS_RE.findall(str(msg.get("From") or ""))}
-        found = [m.group(1).lower().strip(".") for m in FAILED_LINE_RE.finditer(human)]
-        found += [m.group(1).lower().strip(".") for m in FAILED_SENTENCE_RE.finditer(human)]
-        addresses = [
-            a
-            for a in dict.fromkeys(found)
-            if a not in own and not _is_daemon(a) and not verp_token(a)
-        ]
+        addresses = _addresses_in_text(msg, human) or _returned_recipient(msg)
     if not addresses:
         return
     parsed.kind = "plain"
     for address in addresses:
-        context = _context_for(human, address)
+        context = _context_for(human, address, to_reply=True)
         if not (STATUS_RE.search(context) or REPLY_RE.search(context) or match_text(context)):
             # The address line alone (a quoted "To:" line, a bare list) says nothing: the
             # explanation is elsewhere in the human-readable text.
@@ -630,6 +644,42 @@ def _parse_plain(msg: email.message.Message, parsed: ParsedBounce) -> None:
             result.action = "delayed" if _says_delayed(human) else ""
         _fill_codes(result, context)
         parsed.results.append(result)
+
+
+def _addresses_in_text(msg: email.message.Message, human: str) -> list[str]:
+    """Failed addresses named by the human-readable text, most explicit wording first."""
+    own = {a.lower() for a in ADDRESS_RE.findall(str(msg.get("From") or ""))}
+    # A sentence that says delivery to an address failed names it, even postmaster@.
+    named = [m.group(1) for m in FAILED_SENTENCE_RE.finditer(human)]
+    lines = [m for m in FAILED_LINE_RE.finditer(human) if not _is_daemon(m.group(2).lower())]
+    # Exchange and others repeat the original "To:" line above the list of failures: a bare
+    # address line names a failure, a "To:" line only when nothing else does.
+    bare = [m.group(2) for m in lines if (m.group(1) or "").lower() != "to"]
+    named += bare or [m.group(2) for m in lines]
+    found = [a.lower().strip(".") for a in named]
+    return [a for a in dict.fromkeys(found) if a not in own and not verp_token(a)]
+
+
+def _returned_recipient(msg: email.message.Message) -> list[str]:
+    """The failed address when the bounce text names none: Exim's X-Failed-Recipients header,
+    else the To of the returned copy, which is the recipient since every message we send goes
+    to exactly one address."""
+    failed = [_clean_address(a) for a in str(msg.get("X-Failed-Recipients") or "").split(",")]
+    if any(failed):
+        return [a for a in dict.fromkeys(failed) if a]
+    for part in _walk(msg):
+        headers: dict[str, list[str]] = {}
+        if part.get_content_type() == "message/rfc822":
+            payload = part.get_payload()
+            inner = payload[0] if isinstance(payload, list) and payload else None
+            if isinstance(inner, email.message.Message):
+                headers = {"to": [str(v) for v in inner.get_all("To") or []]}
+        elif part.get_content_type() in ("text/rfc822-headers", "text/rfc822-header"):
+            headers = _fields(_text_of(part))
+        addresses = {a.lower() for v in headers.get("to", []) for a in ADDRESS_RE.findall(v)}
+        if len(addresses) == 1:
+            return [addresses.pop()]
+    return []
 
 
 def _is_daemon(address: str) -> bool:
@@ -662,8 +712,13 @@ QUOTED_HEADER_RE = re.compile(r"\s*(Received|Return-Path|Message-ID|DKIM-Signatu
 NEXT_ADDRESS_RE = re.compile(r"\s*<?[^\s<>@:]+@[^\s<>:]+>?:")
 
 
-def _context_for(human: str, address: str) -> str:
-    """The lines that explain one address's failure: from its line to the next blank line."""
+def _context_for(human: str, address: str, to_reply: bool = False) -> str:
+    """The lines that explain one address's failure: from its line to the next blank line.
+
+    With to_reply, on to the paragraph with the server's reply when the first one has no code:
+    plain bounces such as Gmail's put "The error that the other server returned was: 550 5.1.1
+    ..." a paragraph further down. DSNs have their Diagnostic-Code and do not need it.
+    """
     if not human or not address:
         return ""
     lines = human.split("\n")
@@ -671,9 +726,9 @@ def _context_for(human: str, address: str) -> str:
     for index, line in enumerate(lowered):
         if address in line:
             block = [lines[index]]
-            for follow in lines[index + 1 : index + 12]:
+            for follow in lines[index + 1 : index + 16]:
                 if not follow.strip():
-                    if len(block) > 1:
+                    if len(block) > 1 and not (to_reply and _lacks_code(block)):
                         break
                     continue
                 if NEXT_ADDRESS_RE.match(follow) or QUOTED_HEADER_RE.match(follow):
@@ -685,6 +740,11 @@ def _context_for(human: str, address: str) -> str:
                 return ""
             return text
     return ""
+
+
+def _lacks_code(block: list[str]) -> bool:
+    text = "\n".join(block)
+    return not (STATUS_RE.search(text) or REPLY_RE.search(text)) and len(block) < 6
 
 
 def _is_unsubscribe_request(msg: email.message.Message) -> bool:

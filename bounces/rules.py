@@ -58,7 +58,9 @@ TEXT_RULES = _table(
             r"(exceeded|full)|exceeded (the|his|her|its)? ?(storage|mailbox)|insufficient "
             r"(disk )?(space|storage)|mail ?box.{0,30}(is )?full|too many messages in (the )?"
             r"mailbox|user is over|storage (quota|limit)|full mailbox|mailfolder is full|"
-            r"disk quota|exceeds? (the )?(size|storage) limit|out of storage",
+            r"disk quota|exceeds? (the )?(size|storage) limit|out of storage|"
+            # Japanese carriers: "the destination mailbox is full".
+            r"メールボックスが(一杯|いっぱい)|容量(超過|オーバー)",
             SOFT,
         ),
         # -- Message size or a per-message limit: the next message may pass.
@@ -75,6 +77,9 @@ TEXT_RULES = _table(
         # -- au/KDDI (ezweb) and NTT docomo answer their subscribers' sender filters with an
         #    empty-text "550 : User unknown" or "Unknown user" after DATA: the address exists.
         (r"\b550:? : user unknown", SOFT),
+        # -- A refusal in the greeting banner (Postfix: "refused to talk to me") comes before
+        #    any sender or recipient was named: only the connecting host was judged.
+        (r"refused to talk to me", SENDER_SIDE),
         # -- A disabled, suspended or locked mailbox may come back (RFC 3463 X.2.1 "this may
         #    be a temporary condition"): count it as soft, do not kill the address.
         (
@@ -83,11 +88,18 @@ TEXT_RULES = _table(
             r"temporar\w* (locked|disabled|suspended)",
             SOFT,
         ),
+        # -- The recipient chose not to take mail from this sender (Facebook's "recipient
+        #    preferences"): the address exists, the refusal is the recipient's setting.
+        (r"due to (the )?recipient('s)? preferences", SOFT),
+        # -- A mailing list refusing the poster (Google Groups: "you may not have permission to
+        #    post"; its notices come in the sender's language but all link to its help pages):
+        #    the refusal is about who sent, not about the list address.
+        (r"groups\.google\.com/support|permission to post", SENDER_SIDE),
         # -- Block lists and reputation of the sending IP or domain: the SENDER is refused.
         (
             r"spamhaus|spamcop|barracuda|block ?list|black ?list|blacklisted|blocklisted|"
             r"\bdnsbl\b|\brbl\b|(?<!not )listed (in|on|at)|sorbs|\bproofpoint\b|cloudmark|"
-            r"senderbase|"
+            r"senderbase|\bsending ips?\b|"
             r"reputation|\bbanned\b|poor reputation|ip (address )?(is )?block|(has been|is|are) "
             r"(temporarily )?blocked|blocked (by|using|because|due)|your (ip|host|domain|server)"
             r"|client host .{0,60}(rejected|blocked)|access denied|not allowed to send|"
@@ -104,7 +116,7 @@ TEXT_RULES = _table(
         # -- Our own sender address or posting rights are refused (mailing-list servers such
         #    as Google Groups say "may not exist, or you may not have permission to post").
         (
-            r"permission to post|not allowed to post|"
+            r"not allowed to post|"
             r"(unroutable|invalid|unknown|unverified) sender|"
             r"sender address|from: domain is invalid|too many unwanted messages|"
             r"invalid ip for sending|network not allowed|frequency limit|protocol violation|"
@@ -114,6 +126,8 @@ TEXT_RULES = _table(
         # -- Authentication of the sender: SPF, DKIM, DMARC, TLS, relay permission.
         (
             r"\bspf\b|\bdkim\b|\bdmarc\b|authenticat|unauthenticated|not authori[sz]ed to relay|"
+            # Gmail's "Send mail as" through the sender's own server that refused to log in.
+            r"advertise auth|'send mail as'|"
             r"relay(ing)? (access )?(denied|not permitted|prohibited)|we do not relay|"
             r"unable to relay|relay not permitted|starttls|\btls\b|encryption required",
             SENDER_SIDE,
@@ -124,7 +138,9 @@ TEXT_RULES = _table(
             r"message (was |has been )?(rejected|refused|blocked) (as|because|due|for|by)|"
             r"\bvirus|malware|phish|suspicious|policy (violation|reasons|rejection|restriction)|"
             r"(violat\w+|due to|by|against|our|local|security|content|domain's|mail) polic|"
-            r"not accepted for policy|header (is )?(missing|invalid|malformed)|rfc ?(2822|5322|822)"
+            r"not accepted for policy|header (is )?(missing|invalid|malformed)|"
+            # "rfc822;" is the address type of a DSN field, not a complaint about format.
+            r"rfc ?(2822|5322|822)\b(?!\s*;)"
             r"|message-id .{0,30}(missing|invalid|duplicate)|"
             r"\bheader\b.{0,30}(reject|invalid|duplicate)|"
             r"(url|link|attachment)s? .{0,40}(blocked|block ?list|not allowed|reject|prohibited)|"
@@ -168,7 +184,8 @@ TEXT_RULES = _table(
         ),
         # -- The domain does not exist or has no mail server: dead.
         (
-            r"host (or domain name )?not found|host unknown|unknown host|domain (name )?not found|"
+            r"host (or domain name )?not found|dns lookup failure: host \S+ not found|host unknown|"
+            r"unknown host|domain (name )?not found|"
             r"domain (does not|doesn't) exist|no such domain|nxdomain|unrouteable mail domain|"
             r"no mx (record|host)|name or service not known|domain is not (valid|in use)|"
             r"unknown domain|invalid domain|mail for .{0,60} loops back|"

@@ -79,6 +79,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "django_ckeditor_5",
+    "anymail",
 ]
 
 MIDDLEWARE = [
@@ -243,6 +244,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "lists.tasks.expire_pending_subscriptions",
         "schedule": 3600.0,
     },
+    "poll-bounce-mailboxes": {"task": "bounces.tasks.poll_mailboxes", "schedule": 60.0},
 }
 
 # Campaigns: attachment limits (bytes), the editor's image uploads, and CKEditor 5.
@@ -292,6 +294,22 @@ SEND_GRACE_HOURS = env.float("SEND_GRACE_HOURS", default=12)
 SEND_RETRY_DEADLINE_HOURS = env.float("SEND_RETRY_DEADLINE_HOURS", default=24)
 # The domain of VERP return paths (bounces+...@BOUNCE_DOMAIN); default: the sender's.
 BOUNCE_DOMAIN = env.str("BOUNCE_DOMAIN", default="")
+# Bounce mailboxes (bounces/mailboxes.py) behind a private CA: the CA's PEM file.
+BOUNCE_MAILBOX_CA_FILE = env.str("BOUNCE_MAILBOX_CA_FILE", default="")
+
+# ESP tracking webhooks (bounces/webhooks.py), served at /webhooks/<esp>/tracking/.
+# Mailgun signs its posts (MAILGUN_WEBHOOK_SIGNING_KEY); SendGrid, Postmark and Amazon SES
+# (through SNS) authenticate with HTTP basic auth: WEBHOOK_SECRET is "user:password", or a
+# comma-separated list of them while rotating. A webhook whose secret is unset answers 404.
+ANYMAIL = {
+    "MAILGUN_WEBHOOK_SIGNING_KEY": env.str("MAILGUN_WEBHOOK_SIGNING_KEY", default=""),
+    "WEBHOOK_SECRET": env.list("WEBHOOK_SECRET", default=[]),
+}
+# The SNS topics Amazon SES publishes our events to; notifications from others are refused,
+# and only these are confirmed automatically when subscribed.
+AMAZON_SES_SNS_TOPIC_ARNS = env.list("AMAZON_SES_SNS_TOPIC_ARNS", default=[])
+# Check each SNS message's signature against the certificate SNS serves (fetched over HTTPS).
+AMAZON_SES_VERIFY_SNS_SIGNATURES = env.bool("AMAZON_SES_VERIFY_SNS_SIGNATURES", default=True)
 
 # Security. Production is HTTPS; the proxy in front says so with X-Forwarded-Proto.
 SESSION_COOKIE_SECURE = not DEBUG

@@ -51,8 +51,10 @@ urlpatterns = [
     path("lists/", include("lists.urls")),
     path("campaigns/", include("campaigns.urls")),
     path("sending/", include("sending.urls")),
+    path("bounces/", include("bounces.urls")),
     path("s/", include("lists.public_urls")),
     path("c/", include("campaigns.public_urls")),
     path("healthz", health.healthz, name="healthz"),
+    path("webhooks/", include("bounces.webhook_urls")),
     path("admin/", admin.site.urls),
 ]

@@ -24,6 +24,7 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from bounces import intake
 from campaigns import audience, merge
 from campaigns.models import Campaign
 from lists.models import MailingList, Subscription
@@ -262,6 +263,8 @@ def _record(results: list[tuple[Delivery, smtp.Outcome, Relay]]) -> Totals:
         Delivery.objects.bulk_update(
             others, ["status", "relay", "attempts", "smtp_code", "smtp_response", "next_attempt_at"]
         )
+        # A 5xx at our relay is a bounce like any returned message: same rules, same record.
+        intake.record_smtp_failures([d for d in others if d.status == DStatus.FAILED])
     return totals
 
 

@@ -21,6 +21,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from bounces import reports as bounce_reports
+from bounces import suppression
 from lists import addresses, blocklist, subscriptions
 from lists.access import get_list_for_user
 from lists.models import (
@@ -118,6 +120,9 @@ def subscriber_detail(request: HttpRequest, uuid: uuid_module.UUID) -> HttpRespo
         "can_edit": is_owner
         or Subscriber.objects.editable_by(request.user).filter(id=subscriber.id).exists(),
         "is_account_owner": is_owner,
+        # Why mail stopped: the bounce events, and what the owner may lift.
+        "bounce_events": bounce_reports.for_subscriber(subscriber),
+        "suppressed": suppression.suppressed_subscriptions(subscriber) if is_owner else [],
     }
     return render(request, "lists/subscriber_detail.html", context)
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
@@ -27,4 +28,6 @@ class Command(BaseCommand):
             raise CommandError("--smtp must be host:port")
         log_dir = Path(tempfile.mkdtemp(prefix="bench-send-"))
         result = benchmark.run(recipients, smtp, dkim, workers, log_dir, self.stderr.write)
+        # The workers' logs are kept only when the run failed (the error names the folder).
+        shutil.rmtree(log_dir, ignore_errors=True)
         self.stdout.write(json.dumps({**asdict(result), "dkim": dkim, "workers": workers}))

@@ -1,0 +1,13 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from bounces import views
+
+app_name = "bounces"
+
+urlpatterns = [
+    path("campaigns/<uuid:campaign_id>/", views.campaign_bounces, name="campaign"),
+    path("lists/<uuid:list_uuid>/", views.list_bounces, name="list"),
+    path("subscribers/<uuid:uuid>/lift/", views.subscriber_lift, name="subscriber-lift"),
+]

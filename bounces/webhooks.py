@@ -1,0 +1,334 @@
+"""ESP tracking webhooks (Amazon SES, Mailgun, SendGrid, Postmark) through django-anymail.
+
+Anymail checks each post (Mailgun's HMAC signature, basic auth for the others) and turns it
+into AnymailTrackingEvents; receive() maps each one to our bounce classes and hands it to
+bounces.intake.record_provider_event(). A bad event is quarantined and the rest of the batch
+still applies: answering an error would make the ESP resend the whole batch. Replays (the
+same provider event id) are recorded once by intake.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.request import urlopen
+
+from anymail.exceptions import AnymailWebhookValidationFailure
+from anymail.signals import AnymailTrackingEvent, EventType
+from anymail.webhooks.amazon_ses import AmazonSESTrackingWebhookView
+from anymail.webhooks.base import AnymailBaseWebhookView
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from bounces import classify, intake, rules, sns
+from bounces.parse import REPLY_RE, STATUS_RE, RecipientResult
+
+logger = logging.getLogger(__name__)
+
+# anymail's esp_name -> our provider name (BounceEvent.provider).
+PROVIDERS = {
+    "Amazon SES": "ses",
+    "Mailgun": "mailgun",
+    "SendGrid": "sendgrid",
+    "Postmark": "postmark",
+}
+
+# Events that say nothing about whether an address can receive mail.
+IGNORED = {
+    EventType.QUEUED, EventType.SENT, EventType.DELIVERED, EventType.OPENED,
+    EventType.CLICKED, EventType.SUBSCRIBED,
+}  # fmt: skip
+
+# Postmark's bounce Type codes (postmarkapp.com/developer/api/bounce-api#bounce-types).
+POSTMARK_TYPES = {
+    1: None,  # HardBounce: the diagnostic decides between a dead address and a refusal
+    2: rules.SOFT,  # Transient
+    16: rules.UNSUBSCRIBE_REQUEST,  # Unsubscribe
+    32: rules.NOT_A_FAILURE,  # Subscribe
+    64: rules.NOT_A_FAILURE,  # AutoResponder
+    128: rules.NOT_A_FAILURE,  # AddressChange
+    256: rules.SOFT,  # DnsError
+    512: rules.SENDER_SIDE,  # SpamNotification: a filter took our message for spam
+    1024: rules.NOT_A_FAILURE,  # OpenRelayTest
+    2048: None,  # Unknown
+    4096: rules.SOFT,  # SoftBounce
+    8192: rules.SENDER_SIDE,  # VirusNotification
+    16384: rules.NOT_A_FAILURE,  # ChallengeVerification
+    100000: rules.HARD,  # BadEmailAddress
+    100001: rules.COMPLAINT,  # SpamComplaint
+    100002: rules.HARD,  # ManuallyDeactivated: Postmark will not send to it again
+    100003: rules.SENDER_SIDE,  # Unconfirmed: our sender signature is not confirmed
+    100006: rules.SENDER_SIDE,  # Blocked
+    100007: rules.SENDER_SIDE,  # SMTPApiError
+    100008: rules.NOT_A_FAILURE,  # InboundError
+    100009: rules.SENDER_SIDE,  # DMARCPolicy
+    100010: rules.SENDER_SIDE,  # TemplateRenderingFailed
+}
+
+# SES bounce sub-types that describe the message, not the address.
+SES_SENDER_SIDE_SUBTYPES = {"ContentRejected", "AttachmentRejected"}
+# SES drops these itself: the address bounced hard before (its suppression lists).
+SES_SUPPRESSED_SUBTYPES = {"Suppressed", "OnAccountSuppressionList"}
+
+
+@dataclass
+class Outcome:
+    bounce_class: str
+    status_code: str = ""
+    reply_code: str = ""
+    diagnostic: str = ""
+
+
+def receive(sender: object, event: AnymailTrackingEvent, esp_name: str, **kwargs: Any) -> None:
+    """anymail's tracking signal: record one event, or quarantine it; never raise."""
+    provider = PROVIDERS.get(esp_name, esp_name.lower().replace(" ", "_"))
+    try:
+        # A savepoint: a failed insert must not spoil the transaction of the next event.
+        with transaction.atomic():
+            record(provider, event)
+    except Exception as exc:  # any fault in one event: keep it for an operator, go on
+        logger.exception("%s webhook event %s quarantined", provider, event.event_id)
+        intake.quarantine(
+            payload(event).encode(),
+            source="webhook",
+            provider=provider,
+            reason=f"{type(exc).__name__}: {exc}"[:1000],
+        )
+
+
+def record(provider: str, event: AnymailTrackingEvent) -> object | None:
+    """Record one event as a bounce event; None when it is not one or is a replay."""
+    outcome = normalise(provider, event)
+    if outcome is None:
+        return None
+    if not event.recipient:
+        raise ValueError(f"{event.event_type} event without a recipient")
+    return intake.record_provider_event(
+        provider=provider,
+        event_id=_event_id(provider, event),
+        recipient=event.recipient,
+        bounce_class=outcome.bounce_class,
+        status_code=outcome.status_code,
+        reply_code=outcome.reply_code,
+        diagnostic=outcome.diagnostic,
+        message_id=_message_id(event),
+        payload=payload(event),
+        occurred_at=event.timestamp or timezone.now(),
+    )
+
+
+def normalise(provider: str, event: AnymailTrackingEvent) -> Outcome | None:
+    """Our bounce class and codes for an event; None for events that are not bounces."""
+    if event.event_type in IGNORED:
+        return None
+    by_provider = {"ses": _ses, "mailgun": _mailgun, "sendgrid": _sendgrid, "postmark": _postmark}
+    special = by_provider.get(provider)
+    outcome = special(event) if special else None
+    return outcome or _by_event_type(event)
+
+
+def _by_event_type(event: AnymailTrackingEvent) -> Outcome | None:
+    diagnostic = _diagnostic(event)
+    if event.event_type == EventType.COMPLAINED:
+        return Outcome(rules.COMPLAINT, diagnostic=diagnostic)
+    if event.event_type == EventType.UNSUBSCRIBED:
+        return Outcome(rules.UNSUBSCRIBE_REQUEST, diagnostic=diagnostic)
+    if event.event_type == EventType.DEFERRED:
+        # The ESP is still retrying: a delay, like a "delayed" DSN.
+        return Outcome(rules.NOT_A_FAILURE, *_codes(diagnostic), diagnostic=diagnostic)
+    if event.event_type in (EventType.BOUNCED, EventType.REJECTED, EventType.FAILED):
+        return _classified(diagnostic, default=rules.HARD)
+    raise ValueError(f"unexpected event type {event.event_type!r}")
+
+
+def _classified(diagnostic: str, default: str, status: str = "", reply: str = "") -> Outcome:
+    """Our own classification of a failure's status code and text (bounces.classify)."""
+    found_status, found_reply = _codes(diagnostic)
+    status, reply = status or found_status, reply or found_reply
+    if not (status or reply or diagnostic):
+        return Outcome(default)
+    result = RecipientResult(
+        action="failed", status=status, reply_code=reply, diagnostic=diagnostic
+    )
+    bounce_class = classify.classify(result)
+    # classify() falls back to soft when nothing matches; the ESP's own verdict knows more.
+    if bounce_class == rules.SOFT and not _is_temporary(status, reply) and default == rules.HARD:
+        bounce_class = classify.classify_text(diagnostic) or default
+    return Outcome(bounce_class, status, reply, diagnostic)
+
+
+def _is_temporary(status: str, reply: str) -> bool:
+    return status.startswith("4") or reply.startswith("4")
+
+
+def _codes(text: str) -> tuple[str, str]:
+    status = STATUS_RE.search(text or "")
+    reply = REPLY_RE.search(text or "")
+    return (".".join(status.groups()) if status else "", reply.group(1) if reply else "")
+
+
+def _diagnostic(event: AnymailTrackingEvent) -> str:
+    parts = [p for p in (event.mta_response, event.description) if p]
+    return " ".join(dict.fromkeys(str(p) for p in parts))[:1000]
+
+
+def _ses(event: AnymailTrackingEvent) -> Outcome | None:
+    ses = event.esp_event or {}
+    kind = ses.get("eventType") or ses.get("notificationType")
+    if kind != "Bounce":
+        if kind == "Reject":
+            # SES refused to send the message at all (a virus): nothing about the address.
+            return Outcome(rules.SENDER_SIDE, diagnostic=_diagnostic(event))
+        return None
+    bounce = ses.get("bounce", {})
+    mine = next(
+        (
+            r
+            for r in bounce.get("bouncedRecipients", [])
+            if r.get("emailAddress") == event.recipient
+        ),
+        {},
+    )
+    diagnostic = mine.get("diagnosticCode") or event.description or ""
+    status = mine.get("status") or ""
+    bounce_type, subtype = bounce.get("bounceType"), bounce.get("bounceSubType")
+    if subtype in SES_SENDER_SIDE_SUBTYPES:
+        return Outcome(rules.SENDER_SIDE, status, _codes(diagnostic)[1], diagnostic)
+    if bounce_type == "Permanent":
+        if subtype in SES_SUPPRESSED_SUBTYPES:
+            return Outcome(rules.HARD, status, "", diagnostic)
+        # "Permanent" also covers refusals of the sender (5.7.x): the diagnostic decides.
+        return _classified(diagnostic, default=rules.HARD, status=status)
+    # Transient and Undetermined: SES itself gave up for now.
+    return Outcome(rules.SOFT, status, _codes(diagnostic)[1], diagnostic)
+
+
+def _mailgun(event: AnymailTrackingEvent) -> Outcome | None:
+    # anymail passes the whole post: {"signature": ..., "event-data": ...}.
+    esp_event = event.esp_event if isinstance(event.esp_event, dict) else {}
+    data = esp_event.get("event-data") or {}
+    if data.get("event") != "failed":
+        return None
+    status = data.get("delivery-status") or {}
+    diagnostic = " ".join(
+        str(p) for p in (status.get("message"), status.get("description")) if p
+    ) or _diagnostic(event)
+    code = str(status.get("code") or "")
+    reply = code if re.fullmatch(r"[245]\d\d", code) else ""
+    enhanced = str(status.get("enhanced-code") or "")
+    if data.get("severity") == "temporary":
+        return Outcome(rules.SOFT, enhanced or _codes(diagnostic)[0], reply, diagnostic)
+    reason = data.get("reason")
+    if reason == "suppress-bounce":
+        return Outcome(rules.HARD, enhanced, reply, diagnostic)
+    if reason == "suppress-complaint":
+        return Outcome(rules.COMPLAINT, diagnostic=diagnostic)
+    if reason == "suppress-unsubscribe":
+        return Outcome(rules.UNSUBSCRIBE_REQUEST, diagnostic=diagnostic)
+    if reason == "espblock":
+        return Outcome(rules.SENDER_SIDE, enhanced, reply, diagnostic)
+    return _classified(diagnostic, default=rules.HARD, status=enhanced, reply=reply)
+
+
+# SendGrid's "dropped" reasons that name the address's history, not this message.
+SENDGRID_DROPPED = {
+    "bounced address": rules.HARD,
+    "invalid": rules.HARD,
+    "invalid smtpapi header": rules.SENDER_SIDE,
+    "spam reporting address": rules.COMPLAINT,
+    "unsubscribed address": rules.UNSUBSCRIBE_REQUEST,
+    "spam content (if spam checker app enabled)": rules.SENDER_SIDE,
+}
+
+
+def _sendgrid(event: AnymailTrackingEvent) -> Outcome | None:
+    data = event.esp_event or {}
+    kind = data.get("event")
+    diagnostic = str(data.get("reason") or data.get("response") or "")
+    status = str(data.get("status") or "")
+    if kind == "bounce":
+        if data.get("type") == "blocked":
+            # Refused for who sent it (reputation, block list, policy), not for the address.
+            return Outcome(rules.SENDER_SIDE, status, _codes(diagnostic)[1], diagnostic)
+        return _classified(diagnostic, default=rules.HARD, status=status)
+    if kind == "dropped":
+        bounce_class = SENDGRID_DROPPED.get(diagnostic.lower(), rules.SENDER_SIDE)
+        return Outcome(bounce_class, diagnostic=diagnostic)
+    return None
+
+
+def _postmark(event: AnymailTrackingEvent) -> Outcome | None:
+    data = event.esp_event or {}
+    if data.get("RecordType", "Bounce") != "Bounce" or "TypeCode" not in data:
+        return None
+    diagnostic = " ".join(
+        str(p) for p in (data.get("Details"), data.get("Description")) if p
+    ) or _diagnostic(event)
+    bounce_class = POSTMARK_TYPES.get(int(data["TypeCode"]))
+    if bounce_class is None:
+        default = rules.HARD if int(data["TypeCode"]) == 1 else rules.SOFT
+        return _classified(diagnostic, default=default)
+    return Outcome(bounce_class, *_codes(diagnostic), diagnostic=diagnostic)
+
+
+def _event_id(provider: str, event: AnymailTrackingEvent) -> str:
+    event_id = str(event.event_id or "")
+    if provider == "ses" and event_id:
+        # One SNS notification carries every recipient of a bounce: the id is shared.
+        event_id = f"{event_id}:{event.recipient}"
+    return event_id[:255]
+
+
+def _message_id(event: AnymailTrackingEvent) -> str:
+    if event.message_id:
+        return str(event.message_id)
+    data = event.esp_event if isinstance(event.esp_event, dict) else {}
+    headers = (data.get("message") or {}).get("headers") or {}
+    return str(headers.get("message-id") or "")
+
+
+def payload(event: AnymailTrackingEvent) -> str:
+    esp_event = event.esp_event
+    if hasattr(esp_event, "lists"):  # a QueryDict (Mailgun's legacy form posts)
+        esp_event = dict(esp_event.lists())
+    return json.dumps(esp_event, default=str, sort_keys=True)
+
+
+# Views.
+
+
+class SESTrackingView(AmazonSESTrackingWebhookView):
+    """Anymail's SES view, with the SNS topic checked and subscriptions confirmed without boto3.
+
+    Anymail confirms SNS subscriptions through boto3; a GET of the SubscribeURL is what SNS
+    documents for HTTP endpoints, and spares the AWS SDK as a dependency.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        # The parent's __init__ sets up boto3 clients, needed only for inbound mail from S3.
+        self.auto_confirm_enabled = bool(settings.AMAZON_SES_SNS_TOPIC_ARNS)
+        self.session_params, self.client_params = {}, {}
+        AnymailBaseWebhookView.__init__(self, **kwargs)
+
+    def validate_request(self, request: Any) -> None:
+        message = self._parse_sns_message(request)
+        topic = message.get("TopicArn", "")
+        if topic not in settings.AMAZON_SES_SNS_TOPIC_ARNS:
+            raise AnymailWebhookValidationFailure(f"SNS topic {topic!r} is not configured")
+        if settings.AMAZON_SES_VERIFY_SNS_SIGNATURES:
+            try:
+                sns.verify(message)
+            except sns.InvalidSNSMessage as exc:
+                raise AnymailWebhookValidationFailure(str(exc)) from exc
+
+    def auto_confirm_sns_subscription(self, sns_message: dict) -> None:
+        url = sns_message.get("SubscribeURL", "")
+        if not sns.is_sns_url(url):
+            raise AnymailWebhookValidationFailure(f"unexpected SNS SubscribeURL {url!r}")
+        with urlopen(url, timeout=10) as response:  # noqa: S310 (https to AWS, checked above)
+            response.read()
+        logger.info("confirmed the SNS subscription to %s", sns_message.get("TopicArn"))

@@ -1,0 +1,206 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bounces import rules
+from bounces.classify import classify
+from bounces.parse import RecipientResult, parse_bounce
+
+MESSAGES = Path(__file__).parent / "messages"
+LABELS = [json.loads(line) for line in (MESSAGES / "expected.jsonl").read_text().splitlines()]
+ALIASES = {"soft_sender_side": rules.SENDER_SIDE}
+
+
+def result(
+    diagnostic: str = "", status: str = "", reply_code: str = "", **fields
+) -> RecipientResult:
+    return RecipientResult(
+        recipient="reader@mail.example",
+        action=fields.pop("action", "failed"),
+        status=status,
+        reply_code=reply_code,
+        diagnostic=diagnostic,
+        **fields,
+    )
+
+
+@pytest.mark.parametrize(
+    "row", [r for r in LABELS if r["stable"]], ids=lambda r: r["file"].removesuffix(".eml")
+)
+def test_each_fixture_gets_its_labelled_class(row):
+    parsed = parse_bounce((MESSAGES / row["file"]).read_bytes())
+    by_recipient = {r.recipient: r for r in parsed.results}
+    found = by_recipient.get(row["recipient"]) or parsed.results[0]
+
+    assert classify(found) == ALIASES.get(row["mailpanel_class"], row["mailpanel_class"])
+
+
+@pytest.mark.parametrize(
+    ("diagnostic", "status", "reply_code", "expected"),
+    [
+        # The address is dead.
+        (
+            "550 5.1.1 <x>: Recipient address rejected: User unknown (in reply to RCPT TO command)",
+            "5.1.1",
+            "550",
+            rules.HARD,
+        ),
+        (
+            "550 5.1.1 The email account that you tried to reach does not exist.",
+            "5.1.1",
+            "550",
+            rules.HARD,
+        ),
+        (
+            "Host or domain name not found. Name service error for name=x.example type=A",
+            "5.4.4",
+            "",
+            rules.HARD,
+        ),
+        ("No MX or A records for no-such-domain.example", "", "", rules.HARD),
+        ("521 5.3.2 mx.example does not accept mail", "", "521", rules.HARD),
+        # A full mailbox is transient (RFC 3463 X.2.2) whatever the 5xx.
+        ("552 5.2.2 Mailbox full", "5.2.2", "552", rules.SOFT),
+        ("550 5.2.2 user is over quota", "5.2.2", "550", rules.SOFT),
+        ("552 Quota exceeded: the mailbox of this user is full", "", "552", rules.SOFT),
+        # A 5xx alone says nothing about the address.
+        ("550 Requested action not taken", "5.0.0", "550", rules.SOFT),
+        ("554 Transaction failed", "", "554", rules.SOFT),
+        # The sender was refused.
+        (
+            "554 5.7.1 Service unavailable; Client host [198.51.100.9] blocked using bl.example",
+            "5.7.1",
+            "554",
+            rules.SENDER_SIDE,
+        ),
+        (
+            "550 5.7.1 Unauthenticated email from sender.example is not accepted due to domain's "
+            "DMARC policy",
+            "5.7.1",
+            "550",
+            rules.SENDER_SIDE,
+        ),
+        (
+            "421 4.7.0 Our system has detected an unusual rate of unsolicited mail",
+            "4.7.0",
+            "421",
+            rules.SENDER_SIDE,
+        ),
+        (
+            "550 5.1.8 Domain of sender address news@sender.example does not exist",
+            "5.1.8",
+            "550",
+            rules.SENDER_SIDE,
+        ),
+        (
+            "host mx.example[192.0.2.1] refused to talk to me: 421 Service not available",
+            "4.0.0",
+            "421",
+            rules.SENDER_SIDE,
+        ),
+        ("550 5.7.1 Message rejected as spam by content filter", "5.7.1", "550", rules.SENDER_SIDE),
+    ],
+)
+def test_status_code_and_wording_together_decide(diagnostic, status, reply_code, expected):
+    assert classify(result(diagnostic, status, reply_code)) == expected
+
+
+def test_user_unknown_after_data_is_a_filter_not_a_dead_address():
+    # The server accepted the address at RCPT TO and refused the message after DATA.
+    after_data = result("550 Unknown user x (in reply to end of DATA command)", "5.0.0", "550")
+    at_rcpt = result("550 Unknown user x (in reply to RCPT TO command)", "5.0.0", "550")
+
+    assert classify(after_data) == rules.SOFT
+    assert classify(at_rcpt) == rules.HARD
+
+
+def test_yahoo_refuses_unknown_users_at_data_and_means_it():
+    diagnostic = (
+        "554 delivery error: dd This user doesn't have a yahoo.example account "
+        "(in reply to end of DATA command)"
+    )
+
+    assert classify(result(diagnostic, "5.0.0", "554")) == rules.HARD
+
+
+def test_user_unknown_under_a_mailbox_or_policy_code_needs_the_rcpt_phase():
+    # X.2.x says the mailbox exists, X.7.x is policy: the wording alone does not prove death.
+    for status in ("5.2.1", "5.7.1", "5.3.0"):
+        unknown_phase = result(f"550 {status} <x>... User Unknown", status, "550")
+        at_rcpt = result(f"RCPT TO:<x>: 550 {status} <x>... User Unknown", status, "550")
+
+        assert classify(unknown_phase) == rules.SOFT
+        assert classify(at_rcpt) == rules.HARD
+
+
+def test_a_temporary_code_is_never_hard():
+    assert (
+        classify(result("450 4.1.1 <x>: User unknown in virtual alias table", "4.1.1", "450"))
+        == rules.SOFT
+    )
+    assert classify(result("450 User unknown", "", "450")) == rules.SOFT
+
+
+def test_a_recipient_setting_is_soft_even_under_5_1_1():
+    assert (
+        classify(result("550 5.1.1 Refused due to recipient preferences", "5.1.1", "550"))
+        == rules.SOFT
+    )
+
+
+def test_addresses_and_dsn_field_words_are_not_read_as_wording():
+    assert (
+        classify(result("550 5.1.1 <mailbox.full@x.example>: User unknown", "5.1.1", "550"))
+        == rules.HARD
+    )
+    dsn_fields = "Final-Recipient: rfc822; x@y.example Action: failed Status: 5.2.2"
+    assert classify(result(dsn_fields, "5.2.2")) == rules.SOFT
+
+
+def test_delayed_notices_are_not_failures_unless_the_sender_is_refused():
+    timed_out = result("connect to mx.example: Connection timed out", "4.4.1", action="delayed")
+    refused = result(
+        "450 4.7.1 Client host rejected: cannot find your reverse hostname",
+        "4.7.1",
+        "450",
+        action="delayed",
+    )
+
+    greylisted = result(
+        "450 4.2.0 <x>: Recipient address rejected: Greylisted, try again later",
+        "4.2.0",
+        "450",
+        action="delayed",
+    )
+
+    assert classify(timed_out) == rules.NOT_A_FAILURE
+    assert classify(refused) == rules.SENDER_SIDE
+    assert classify(greylisted) == rules.NOT_A_FAILURE
+    assert classify(result("", "2.0.0", action="delivered")) == rules.NOT_A_FAILURE
+
+
+@pytest.mark.parametrize(
+    ("feedback_type", "expected"),
+    [
+        ("abuse", rules.COMPLAINT),
+        ("fraud", rules.COMPLAINT),
+        ("opt-out", rules.UNSUBSCRIBE_REQUEST),
+        ("auth-failure", rules.AUTH_FAILURE_REPORT),
+        ("not-spam", rules.NOT_A_FAILURE),
+        ("something-new", rules.COMPLAINT),
+    ],
+)
+def test_feedback_types(feedback_type, expected):
+    assert classify(result(kind="arf", feedback_type=feedback_type)) == expected
+
+
+def test_autoreplies_and_unsubscribe_requests():
+    assert classify(result("Out of office", kind="autoreply")) == rules.NOT_A_FAILURE
+    assert classify(result("unsubscribe", kind="unsubscribe")) == rules.UNSUBSCRIBE_REQUEST
+
+
+def test_an_empty_result_is_soft_not_hard():
+    assert classify(RecipientResult()) == rules.SOFT

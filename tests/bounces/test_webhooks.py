@@ -1,0 +1,324 @@
+"""ESP tracking webhooks, posted as each provider posts them (payloads in webhooks/, from
+the providers' documentation), authenticated with test secrets."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import hashlib
+import hmac
+import io
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from unittest import mock
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.x509.oid import NameOID
+
+from bounces import sns
+from bounces.models import BounceEvent, QuarantinedMessage
+
+PAYLOADS = Path(__file__).parent / "webhooks"
+SECRET = "esp:webhook-test-secret"
+SIGNING_KEY = "key-mailgun-test-signing-key"
+TOPIC = "arn:aws:sns:us-east-1:123456789012:ses-events"
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def secrets(settings) -> None:  # noqa: ANN001
+    settings.ANYMAIL = {"MAILGUN_WEBHOOK_SIGNING_KEY": SIGNING_KEY, "WEBHOOK_SECRET": [SECRET]}
+    settings.AMAZON_SES_SNS_TOPIC_ARNS = [TOPIC]
+
+
+def load(name: str) -> object:
+    return json.loads((PAYLOADS / name).read_text())
+
+
+def basic_auth(credentials: str = SECRET) -> dict[str, str]:
+    return {"HTTP_AUTHORIZATION": "Basic " + base64.b64encode(credentials.encode()).decode()}
+
+
+def events() -> list[tuple[str, str, str, str]]:
+    return sorted(
+        BounceEvent.objects.values_list("provider", "recipient", "bounce_class", "status_code")
+    )
+
+
+# Mailgun: HMAC-SHA256 of timestamp + token with the webhook signing key, and the basic auth
+# WEBHOOK_SECRET shares with the other providers (in the URL configured at Mailgun).
+
+
+def mailgun_post(client, name: str, key: str = SIGNING_KEY):  # noqa: ANN001, ANN201
+    payload = load(name)
+    timestamp, token = str(int(time.time())), hashlib.sha256(name.encode()).hexdigest()
+    signature = hmac.new(key.encode(), f"{timestamp}{token}".encode(), hashlib.sha256)
+    payload["signature"] = {
+        "timestamp": timestamp,
+        "token": token,
+        "signature": signature.hexdigest(),
+    }
+    return client.post(
+        "/webhooks/mailgun/tracking/",
+        json.dumps(payload),
+        content_type="application/json",
+        **basic_auth(),
+    )
+
+
+def test_mailgun_permanent_failure_is_a_hard_bounce(client) -> None:  # noqa: ANN001
+    assert mailgun_post(client, "mailgun_failed_permanent.json").status_code == 200
+    event = BounceEvent.objects.get()
+    assert (event.provider, event.recipient, event.bounce_class) == (
+        "mailgun", "alice@example.com", "hard",
+    )  # fmt: skip
+    assert (event.reply_code, event.diagnostic) == ("550", "No Such User Here")
+    assert json.loads(event.raw)["event-data"]["id"] == "G9Bn5sl1TC6nu79C8C0bwg"
+
+
+def test_mailgun_temporary_failure_is_soft(client) -> None:  # noqa: ANN001
+    assert mailgun_post(client, "mailgun_failed_temporary.json").status_code == 200
+    assert events() == [("mailgun", "carol@example.com", "soft", "4.2.2")]
+
+
+def test_mailgun_post_with_a_bad_signature_is_refused(client) -> None:  # noqa: ANN001
+    response = mailgun_post(client, "mailgun_failed_permanent.json", key="key-someone-else")
+    assert response.status_code == 400
+    assert BounceEvent.objects.count() == 0
+
+
+def test_a_replayed_mailgun_event_applies_once(client) -> None:  # noqa: ANN001
+    for _ in range(2):
+        assert mailgun_post(client, "mailgun_failed_permanent.json").status_code == 200
+    assert BounceEvent.objects.count() == 1
+
+
+# SendGrid: batches of events, basic auth.
+
+
+def sendgrid_post(client, credentials: str = SECRET):  # noqa: ANN001, ANN201
+    body = (PAYLOADS / "sendgrid_batch.json").read_text()
+    return client.post(
+        "/webhooks/sendgrid/tracking/", body, content_type="application/json",
+        **basic_auth(credentials),
+    )  # fmt: skip
+
+
+def test_sendgrid_batch_applies_with_its_bad_event_quarantined(client) -> None:  # noqa: ANN001
+    assert sendgrid_post(client).status_code == 200
+    assert events() == [
+        ("sendgrid", "blocked@test.com", "sender_side", "5.7.1"),
+        ("sendgrid", "complainer@test.com", "complaint", ""),
+        ("sendgrid", "example@test.com", "hard", "5.0.0"),
+    ]
+    kept = QuarantinedMessage.objects.get()
+    assert (kept.source, kept.provider) == ("webhook", "sendgrid")
+    assert "without a recipient" in kept.reason
+    assert json.loads(bytes(kept.raw))["sg_event_id"] == "9g4ZI7SA-no-recipient=="
+
+
+def test_a_replayed_sendgrid_batch_applies_once(client) -> None:  # noqa: ANN001
+    sendgrid_post(client)
+    assert sendgrid_post(client).status_code == 200
+    assert BounceEvent.objects.count() == 3
+
+
+def test_sendgrid_post_with_wrong_credentials_is_refused(client) -> None:  # noqa: ANN001
+    assert sendgrid_post(client, "esp:guessed").status_code == 400
+    assert BounceEvent.objects.count() == 0 and QuarantinedMessage.objects.count() == 0
+
+
+def test_a_webhook_without_its_secret_configured_is_not_served(client, settings) -> None:  # noqa: ANN001
+    settings.ANYMAIL = {"MAILGUN_WEBHOOK_SIGNING_KEY": SIGNING_KEY, "WEBHOOK_SECRET": []}
+    assert sendgrid_post(client).status_code == 404
+    assert BounceEvent.objects.count() == 0
+
+
+# Postmark: one event per post, basic auth; bounce Type codes decide the class.
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("postmark_bounce.json", ("postmark", "john@example.com", "hard", "5.1.1")),
+        ("postmark_spam_notification.json", ("postmark", "jane@example.com", "sender_side", "")),
+    ],
+)
+def test_postmark_bounce_types(client, name: str, expected: tuple) -> None:  # noqa: ANN001
+    response = client.post(
+        "/webhooks/postmark/tracking/", (PAYLOADS / name).read_text(),
+        content_type="application/json", **basic_auth(),
+    )  # fmt: skip
+    assert response.status_code == 200
+    assert events() == [expected]
+
+
+def test_postmark_post_without_credentials_is_refused(client) -> None:  # noqa: ANN001
+    response = client.post(
+        "/webhooks/postmark/tracking/",
+        (PAYLOADS / "postmark_bounce.json").read_text(),
+        content_type="application/json",
+    )
+    assert response.status_code == 400
+    assert BounceEvent.objects.count() == 0
+
+
+# Amazon SES: SNS notifications with basic auth, from the configured topic only, signed by
+# SNS. The signing certificate is AWS's to serve: here a test certificate stands in for it.
+
+CERT_URL = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-test.pem"
+SNS_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def _certificate_pem() -> bytes:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sns.amazonaws.com")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(SNS_KEY.public_key())
+        .serial_number(1)
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(SNS_KEY, hashes.SHA256())
+    )
+    return certificate.public_bytes(serialization.Encoding.PEM)
+
+
+@pytest.fixture(autouse=True)
+def sns_certificate() -> Iterator[mock.Mock]:
+    sns._public_key.cache_clear()
+    with mock.patch("bounces.sns.urlopen") as fetch:
+        fetch.return_value.__enter__.return_value = io.BytesIO(_certificate_pem())
+        yield fetch
+    sns._public_key.cache_clear()
+
+
+def signed(body: dict, key: rsa.RSAPrivateKey = SNS_KEY) -> dict:
+    body = {**body, "SignatureVersion": "2", "SigningCertURL": CERT_URL}
+    names = sns.SIGNED_FIELDS[body["Type"]]
+    text = "".join(f"{name}\n{body[name]}\n" for name in names if name in body)
+    signature = key.sign(text.encode(), padding.PKCS1v15(), hashes.SHA256())
+    return {**body, "Signature": base64.b64encode(signature).decode()}
+
+
+def sns_post(  # noqa: ANN201
+    client,  # noqa: ANN001
+    message: dict,
+    topic: str = TOPIC,
+    auth: bool = True,
+    key: rsa.RSAPrivateKey = SNS_KEY,
+):
+    body = {
+        "Type": "Notification",
+        "MessageId": hashlib.sha256(json.dumps(message).encode()).hexdigest()[:36],
+        "TopicArn": topic,
+        "Subject": "Amazon SES Email Event Notification",
+        "Message": json.dumps(message),
+        "Timestamp": "2026-03-26T17:58:59.675Z",
+    }
+    body = signed(body, key)
+    return client.post(
+        "/webhooks/amazon_ses/tracking/",
+        json.dumps(body),
+        content_type="text/plain; charset=UTF-8",
+        HTTP_X_AMZ_SNS_MESSAGE_ID=body["MessageId"],
+        HTTP_X_AMZ_SNS_MESSAGE_TYPE=body["Type"],
+        **(basic_auth() if auth else {}),
+    )
+
+
+def test_ses_permanent_bounce_is_hard_unless_the_diagnostic_blames_the_sender(client) -> None:  # noqa: ANN001
+    assert sns_post(client, load("ses_bounce.json")).status_code == 200
+    assert events() == [
+        ("ses", "jane@example.com", "hard", "5.1.1"),
+        ("ses", "richard@example.com", "sender_side", "5.7.1"),
+    ]
+
+
+def test_ses_transient_bounce_and_complaint(client) -> None:  # noqa: ANN001
+    sns_post(client, load("ses_transient.json"))
+    sns_post(client, load("ses_complaint.json"))
+    assert events() == [
+        ("ses", "mary@example.com", "soft", "4.2.2"),
+        ("ses", "richard@example.com", "complaint", ""),
+    ]
+
+
+def test_a_replayed_sns_notification_applies_once(client) -> None:  # noqa: ANN001
+    sns_post(client, load("ses_bounce.json"))
+    sns_post(client, load("ses_bounce.json"))
+    assert BounceEvent.objects.count() == 2
+
+
+def test_sns_notification_from_another_topic_is_refused(client) -> None:  # noqa: ANN001
+    response = sns_post(client, load("ses_bounce.json"), topic="arn:aws:sns:us-east-1:666:x")
+    assert response.status_code == 400
+    assert BounceEvent.objects.count() == 0
+
+
+def test_sns_notification_with_a_forged_signature_is_refused(client) -> None:  # noqa: ANN001
+    forger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    response = sns_post(client, load("ses_bounce.json"), key=forger)
+    assert response.status_code == 400
+    assert BounceEvent.objects.count() == 0
+
+
+def test_sns_signing_certificate_must_come_from_sns(client, sns_certificate) -> None:  # noqa: ANN001
+    with mock.patch(f"{__name__}.CERT_URL", "https://attacker.example/cert.pem"):
+        response = sns_post(client, load("ses_bounce.json"))
+    assert response.status_code == 400
+    sns_certificate.assert_not_called()
+    assert BounceEvent.objects.count() == 0
+
+
+def test_sns_without_credentials_is_asked_for_them(client) -> None:  # noqa: ANN001
+    response = sns_post(client, load("ses_bounce.json"), auth=False)
+    assert response.status_code == 401 and "Basic" in response["WWW-Authenticate"]
+    assert BounceEvent.objects.count() == 0
+
+
+def subscription(url: str, topic: str = TOPIC) -> dict:
+    return {
+        "Type": "SubscriptionConfirmation",
+        "MessageId": "165545c9-2a5c-472c-8df2-7ff2be2b3b1b",
+        "Token": "2336412f37",
+        "TopicArn": topic,
+        "Message": "You have chosen to subscribe to the topic.",
+        "SubscribeURL": url,
+        "Timestamp": "2026-03-26T17:58:59.675Z",
+    }
+
+
+def post_subscription(client, body: dict):  # noqa: ANN001, ANN201
+    body = signed(body)
+    return client.post(
+        "/webhooks/amazon_ses/tracking/", json.dumps(body), content_type="text/plain",
+        HTTP_X_AMZ_SNS_MESSAGE_ID=body["MessageId"], HTTP_X_AMZ_SNS_MESSAGE_TYPE=body["Type"],
+        **basic_auth(),
+    )  # fmt: skip
+
+
+def test_sns_subscription_to_our_topic_is_confirmed(client) -> None:  # noqa: ANN001
+    url = "https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription&Token=2336412f37"
+    with mock.patch("bounces.webhooks.urlopen") as confirm:
+        assert post_subscription(client, subscription(url)).status_code == 200
+    confirm.assert_called_once_with(url, timeout=10)
+
+
+def test_sns_subscription_pointing_elsewhere_is_not_followed(client) -> None:  # noqa: ANN001
+    with mock.patch("bounces.webhooks.urlopen") as confirm:
+        response = post_subscription(client, subscription("https://attacker.example/confirm"))
+        other_topic = post_subscription(
+            client,
+            subscription("https://sns.us-east-1.amazonaws.com/?x", topic="arn:aws:sns:x:1:y"),
+        )
+    assert response.status_code == 400 and other_topic.status_code == 400
+    confirm.assert_not_called()
