@@ -3,9 +3,12 @@
 From the RFC 3463 status AND the diagnostic wording, never from a 5xx alone: many 5.x.x
 rejections are about the sender (block lists, policy, authentication) and a full mailbox is
 transient even when the server answers 552. A hard bounce suppresses the address at once, so
-"hard" needs dead-address evidence that nothing else in the result contradicts; when the code
-and the wording disagree the result is soft, and repeated soft bounces still suppress the
-address under the soft rule. The rules themselves are data in bounces/rules.py.
+"hard" needs dead-address evidence that nothing else in the result contradicts: the wording
+plus an address status (X.1.x), the RCPT TO phase, or the recipient's own mail system speaking.
+When the code and the wording disagree, or a remote "user unknown" comes with no phase and an
+unspecific code (filters answer that way after DATA), the result is soft, and repeated soft
+bounces still suppress the address under the soft rule. The rules themselves are data in
+bounces/rules.py.
 """
 
 from __future__ import annotations
@@ -19,21 +22,39 @@ from bounces.parse import ADDRESS_RE, RecipientResult
 # address ... does not exist" would otherwise read as a dead recipient).
 # 5.7.27 is RFC 7505's "sender address has null MX".
 SENDER_STATUS = ("5.1.7", "5.1.8", "4.1.7", "4.1.8", "5.7.27")
-# A recipient refused only after DATA was accepted at RCPT TO: it exists, a filter refused
-# the message (the way Japanese carriers and some Postfix/Courier filters answer).
-# Only the MTA's own words count: a Sendmail transcript line ">>> DATA" may be followed by the
-# replies to pipelined RCPT TO commands. Yahoo refuses unknown users at DATA, in its own words.
-AFTER_DATA_RE = re.compile(r"end of data|after data", re.I)
+# The SMTP command a remote refusal answered, in the words MTAs use for it. A refusal in reply
+# to RCPT TO is the server's own answer about the address: Postfix "in reply to RCPT TO
+# command", Exim "after RCPT TO", qmail-remote "does not like recipient", Sendmail and Courier
+# transcripts ">>> RCPT To:<...>", and Postfix and Office 365 word RCPT restrictions "Recipient
+# address rejected". A bare "RCPT TO: address" is only a listing of the envelope (Apache James,
+# Verizon), not the command a reply answered.
+AT_RCPT_RE = re.compile(
+    r"rcpt to:? ?<|rcpt( to)? command|after rcpt|does not like recipient|"
+    r"recipient address rejected",
+    re.I,
+)
+# A recipient refused only after DATA was accepted at RCPT TO: it exists, a filter refused the
+# message (Japanese carriers, Postfix/Courier filters, m-FILTER's "SMTP command: DATA").
+AFTER_DATA_RE = re.compile(r"end of data|after data|>>> data\b|smtp command:? ?-* ?data\b", re.I)
+# With PIPELINING a client writes DATA before it reads the replies to RCPT TO, so a transcript's
+# ">>> DATA" may be followed by a RCPT refusal; the server's "503" answer to DATA ("need RCPT",
+# "no valid recipients") shows that the refusal before it answered RCPT TO.
+PIPELINED_RCPT_RE = re.compile(r"\b503[ -]|need rcpt|no valid recipients", re.I)
+# A local delivery agent's verdict (Sendmail's mail.local): the recipient's own system looked
+# the user up, whatever reply its MTA then gave.
+LOCAL_DELIVERY_RE = re.compile(r"\bmail\.local\b|local delivery (agent|failed)", re.I)
+# Yahoo refuses unknown users at DATA, in its own words, and means it.
 DEAD_AT_DATA_RE = re.compile(r"doesn't have an? \S+ account", re.I)
-# A refusal in reply to RCPT TO is the server's own answer about the address (qmail-remote
-# words it "does not like recipient").
-AT_RCPT_RE = re.compile(r"rcpt to|does not like recipient", re.I)
+# A reply from a remote SMTP server somewhere in the text ("550 ...", "550-...", "550:").
+REMOTE_REPLY_RE = re.compile(r"(?<![\w.\[/:#-])[45][0-5]\d(?=[ :-]|$)")
 # RFC 3463 subjects that say the address itself was not the problem: X.2 "the mailbox exists
 # but ...", X.3 the receiving mail system, X.7 security or policy. When the session phase is
 # unknown, a "user unknown" under one of these is a filter's answer, not proof of a dead address.
 NOT_ADDRESS_SUBJECTS = ("2", "3", "7")
 # Greylisting and "try later" answers delay every new sender: routine, not worth an alert.
 ROUTINE_DELAY_RE = re.compile(r"grey ?list|gray ?list|try again later|temporarily deferred", re.I)
+# Words that put a refusal on the sender's address rather than the recipient's.
+SENDER_WORD_RE = re.compile(r"sender|mail from|envelope.?from|return.?path", re.I)
 # RFC 7504: 521 "host does not accept mail", 556 "domain does not accept mail" (null MX).
 NO_MAIL_REPLIES = ("521", "556")
 
@@ -57,7 +78,7 @@ def classify(result: RecipientResult) -> str:
         ):
             return rules.SENDER_SIDE
         return rules.NOT_A_FAILURE
-    if result.status in SENDER_STATUS:
+    if result.status in SENDER_STATUS and not _names_dead_recipient_domain(result.diagnostic):
         return rules.SENDER_SIDE
     if result.status.startswith("4.4.") and by_text != rules.SENDER_SIDE:
         # Network and routing trouble, still temporary (RFC 3463 X.4.x with class 4).
@@ -75,14 +96,42 @@ def classify(result: RecipientResult) -> str:
 
 def _hard_is_consistent(result: RecipientResult) -> bool:
     """Whether dead-address wording is borne out by the rest of the result."""
+    text = result.diagnostic
     # A 4.x.x code is a temporary failure whatever the wording says about the address.
     if result.status.startswith("4") or (not result.status and result.reply_code.startswith("4")):
         return False
-    if AFTER_DATA_RE.search(result.diagnostic) and not DEAD_AT_DATA_RE.search(result.diagnostic):
-        return False
-    if AT_RCPT_RE.search(result.diagnostic) or not result.status:
+    if DEAD_AT_DATA_RE.search(text) or rules.DEAD_DOMAIN_RE.search(text):
         return True
-    return result.status.split(".")[1] not in NOT_ADDRESS_SUBJECTS
+    phase = smtp_phase(text)
+    if phase:
+        return phase == "rcpt"
+    subject = result.status.split(".")[1] if result.status else ""
+    if subject in NOT_ADDRESS_SUBJECTS:
+        return False
+    # X.1.x: the server itself says the address is the problem; X.5.x: the refusal was its
+    # answer to a command in the SMTP dialogue, and the only one that names a recipient is RCPT.
+    if subject in ("1", "5") or LOCAL_DELIVERY_RE.search(text):
+        return True
+    # An unspecific code (none, X.0.x) and no phase: a remote server's "user unknown" may be
+    # a filter's answer after DATA, so it counts as soft (repeats still suppress under the soft
+    # rule). Without a remote reply the words are the recipient's own mail system's verdict
+    # (a local delivery agent, a directory lookup), which knows its users.
+    return not (result.reply_code or REMOTE_REPLY_RE.search(text))
+
+
+def _names_dead_recipient_domain(text: str) -> bool:
+    # Sendmail answers a recipient domain's null MX with "550 Host does not accept mail" under
+    # 5.7.27, the code RFC 7505 gives the sender's null MX: when the words speak of a dead
+    # domain and never of the sender, they describe the recipient's side.
+    return bool(rules.DEAD_DOMAIN_RE.search(text or "")) and not SENDER_WORD_RE.search(text or "")
+
+
+def smtp_phase(text: str) -> str:
+    """ "rcpt" or "data" when the text says which command a refusal answered, else ""."""
+    # DATA first: a transcript shows RCPT TO accepted before the DATA that was refused.
+    if AFTER_DATA_RE.search(text or ""):
+        return "rcpt" if PIPELINED_RCPT_RE.search(text) else "data"
+    return "rcpt" if AT_RCPT_RE.search(text or "") else ""
 
 
 def classify_text(text: str) -> str | None:

@@ -23,6 +23,19 @@ LABEL_ALIASES = {"soft_sender_side": rules.SENDER_SIDE}
 
 
 @dataclass
+class Mistake:
+    """One row classed wrongly, with what the parser saw, for an operator to judge."""
+
+    file: str
+    recipient: str
+    expected: str
+    got: str
+    status: str = ""
+    reply_code: str = ""
+    diagnostic: str = ""
+
+
+@dataclass
 class Evaluation:
     messages: int = 0
     crashed: int = 0
@@ -32,6 +45,7 @@ class Evaluation:
     placeholder_rows: int = 0
     pairs: list[tuple[str, str, str]] = field(default_factory=list)  # (file, expected, got)
     missed_recipients: list[tuple[str, str]] = field(default_factory=list)
+    mistakes: list[Mistake] = field(default_factory=list)
 
     def precision_recall(self) -> dict[str, dict[str, float | int]]:
         out = {}
@@ -136,6 +150,19 @@ def _score_row(
     got = classes[index] if index is not None else "unknown"
     expected = LABEL_ALIASES.get(row["mailpanel_class"], row["mailpanel_class"])
     evaluation.pairs.append((name, expected, got))
+    if got != expected:
+        seen = parsed.results[index] if index is not None else None
+        evaluation.mistakes.append(
+            Mistake(
+                file=name,
+                recipient=expected_recipient,
+                expected=expected,
+                got=got,
+                status=seen.status if seen else "",
+                reply_code=seen.reply_code if seen else "",
+                diagnostic=seen.diagnostic if seen else parsed.reason,
+            )
+        )
 
 
 def confusion(evaluation: Evaluation) -> Counter:

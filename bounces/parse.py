@@ -479,7 +479,7 @@ def _status_groups(part: email.message.Message) -> list[dict[str, list[str]]]:
         for sub in payload:
             if not isinstance(sub, email.message.Message):
                 continue
-            groups.append(_fields("\n".join(f"{k}: {v}" for k, v in sub.items())))
+            groups.extend(_recipient_groups("\n".join(f"{k}: {v}" for k, v in sub.items())))
             body = sub.get_payload()
             if isinstance(body, str) and body.strip():
                 # A missing blank line between groups leaves the rest in the body.
@@ -489,7 +489,25 @@ def _status_groups(part: email.message.Message) -> list[dict[str, list[str]]]:
 
 
 def _split_groups(text: str) -> list[dict[str, list[str]]]:
-    return [_fields(chunk) for chunk in re.split(r"\n\s*\n", text) if chunk.strip()]
+    chunks = [chunk for chunk in re.split(r"\n\s*\n", text) if chunk.strip()]
+    return [group for chunk in chunks for group in _recipient_groups(chunk)]
+
+
+def _recipient_groups(text: str) -> list[dict[str, list[str]]]:
+    """One field group per recipient, also when a server leaves out the blank line between
+    them (AOL does): a second Final-Recipient, or an Original-Recipient after the first
+    recipient's Action or Status, begins the next recipient."""
+    groups: list[list[str]] = [[]]
+    for line in text.split("\n"):
+        name = line.partition(":")[0].strip().lower()
+        seen = {n.partition(":")[0].strip().lower() for n in groups[-1]}
+        if "final-recipient" in seen and (
+            name == "final-recipient"
+            or (name == "original-recipient" and seen & {"action", "status"})
+        ):
+            groups.append([])
+        groups[-1].append(line)
+    return [_fields("\n".join(lines)) for lines in groups]
 
 
 def _first_word(text: str) -> str:
@@ -628,6 +646,13 @@ def _parse_plain(msg: email.message.Message, parsed: ParsedBounce) -> None:
     human = _human_text(msg)
     temporary, permanent = _run_detectors(msg, parsed)
     addresses = permanent + [a for a in temporary if a not in permanent]
+    # Detectors read "<id@host>" in a returned copy's Message-ID as an address.
+    message_id = parsed.original_message_id.strip("<>").lower()
+    addresses = [a for a in addresses if a != message_id]
+    if addresses:
+        # Old Sendmail lists every failed recipient on its own coded line, but the detectors
+        # stop at the first one they recognise.
+        addresses += [a for a in _coded_recipient_lines(human) if a not in addresses]
     if not addresses and _looks_like_bounce(msg, human):
         addresses = _addresses_in_text(msg, human) or _returned_recipient(msg)
     if not addresses:
@@ -646,11 +671,28 @@ def _parse_plain(msg: email.message.Message, parsed: ParsedBounce) -> None:
         parsed.results.append(result)
 
 
+# Sendmail's per-recipient error line in a transcript: "554 <user@host>... reason".
+CODED_RECIPIENT_RE = re.compile(
+    r"^\s*[45]\d\d <([^\s<>@]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,})>\.\.\. ", re.M
+)
+# Where Sendmail begins the next entry of a transcript: another recipient's coded line, a
+# host's line ("550 example.org (smtp)... Host unknown") or the next session.
+SENDMAIL_ENTRY_RE = re.compile(
+    r"\s*([45]\d\d <?[^\s<>@]+@[^\s<>]+>?\.\.\.|[45]\d\d \S+ \(\w+\)\.\.\.|while talking to )", re.I
+)
+
+
+def _coded_recipient_lines(human: str) -> list[str]:
+    found = [m.group(1).lower().strip(".") for m in CODED_RECIPIENT_RE.finditer(human)]
+    return [a for a in dict.fromkeys(found) if not _is_daemon(a) and not verp_token(a)]
+
+
 def _addresses_in_text(msg: email.message.Message, human: str) -> list[str]:
     """Failed addresses named by the human-readable text, most explicit wording first."""
     own = {a.lower() for a in ADDRESS_RE.findall(str(msg.get("From") or ""))}
     # A sentence that says delivery to an address failed names it, even postmaster@.
     named = [m.group(1) for m in FAILED_SENTENCE_RE.finditer(human)]
+    named += _coded_recipient_lines(human)
     lines = [m for m in FAILED_LINE_RE.finditer(human) if not _is_daemon(m.group(2).lower())]
     # Exchange and others repeat the original "To:" line above the list of failures: a bare
     # address line names a failure, a "To:" line only when nothing else does.
@@ -731,7 +773,7 @@ def _context_for(human: str, address: str, to_reply: bool = False) -> str:
                     if len(block) > 1 and not (to_reply and _lacks_code(block)):
                         break
                     continue
-                if NEXT_ADDRESS_RE.match(follow) or QUOTED_HEADER_RE.match(follow):
+                if _starts_next_block(follow, address):
                     break  # the next recipient's block, or the quoted original headers
                 block.append(follow)
             text = " ".join(part.strip() for part in block)
@@ -740,6 +782,15 @@ def _context_for(human: str, address: str, to_reply: bool = False) -> str:
                 return ""
             return text
     return ""
+
+
+def _starts_next_block(line: str, address: str) -> bool:
+    if QUOTED_HEADER_RE.match(line):
+        return True
+    # Postfix wraps a long reply onto lines that begin "<address>: ..." again: the same
+    # address continues its own block, another one starts the next.
+    match = NEXT_ADDRESS_RE.match(line) or SENDMAIL_ENTRY_RE.match(line)
+    return bool(match) and address not in match.group(0).lower()
 
 
 def _lacks_code(block: list[str]) -> bool:

@@ -50,6 +50,21 @@ def _table(rows: list[tuple[str, str]]) -> list[tuple[re.Pattern[str], str]]:
     return [(re.compile(pattern, re.I), klass) for pattern, klass in rows]
 
 
+# The recipient's domain does not exist or takes no mail. Only DNS and the domain's own servers
+# say this, never a content filter, so it needs no corroboration from the SMTP phase.
+DEAD_DOMAIN_WORDING = (
+    r"host (or domain name )?not found|dns lookup failure: host \S+ not found|host unknown|"
+    r"unknown host|domain (name )?not found|"
+    r"domain (does not|doesn't) exist|no such domain|nxdomain|unrouteable mail domain|"
+    r"no mx (record|host)|name or service not known|domain is not (valid|in use)|"
+    r"unknown domain|invalid domain|mail for .{0,60} loops back|"
+    r"no (valid )?(mail exchanger|mx)|does not accept (any )?mail|null mx|"
+    r"domain (has been )?(suspended|expired)|not a valid domain|domain is not reachable|"
+    r"indicated no smtp service"
+)
+DEAD_DOMAIN_RE = re.compile(DEAD_DOMAIN_WORDING, re.I)
+
+
 TEXT_RULES = _table(
     [
         # -- The mailbox exists but is full: transient by RFC 3463 (X.2.2), whatever the 5xx.
@@ -183,17 +198,7 @@ TEXT_RULES = _table(
             HARD,
         ),
         # -- The domain does not exist or has no mail server: dead.
-        (
-            r"host (or domain name )?not found|dns lookup failure: host \S+ not found|host unknown|"
-            r"unknown host|domain (name )?not found|"
-            r"domain (does not|doesn't) exist|no such domain|nxdomain|unrouteable mail domain|"
-            r"no mx (record|host)|name or service not known|domain is not (valid|in use)|"
-            r"unknown domain|invalid domain|mail for .{0,60} loops back|"
-            r"no (valid )?(mail exchanger|mx)|does not accept (any )?mail|null mx|"
-            r"domain (has been )?(suspended|expired)|not a valid domain|domain is not reachable|"
-            r"indicated no smtp service",
-            HARD,
-        ),
+        (DEAD_DOMAIN_WORDING, HARD),
         # -- Temporary trouble on the receiving side: retry later.
         (
             r"temporar|try again|deferred|timed? ?out|connection (refused|reset|lost|closed)|"

@@ -204,3 +204,75 @@ def test_autoreplies_and_unsubscribe_requests():
 
 def test_an_empty_result_is_soft_not_hard():
     assert classify(RecipientResult()) == rules.SOFT
+
+
+def test_a_remote_user_unknown_with_no_phase_and_an_unspecific_code_is_soft():
+    # Filtering gateways answer "no such user" after DATA too: without the RCPT phase or an
+    # X.1.x code the wording alone does not prove a dead address.
+    unknown_phase = result("<x@example.com>: 550 No such user here", "5.0.0", "550")
+    at_rcpt = result(
+        "<x@example.com>: 550 No such user here (in reply to RCPT TO command)", "5.0.0"
+    )
+    address_code = result("<x@example.com>: 550 5.1.1 No such user here", "5.1.1", "550")
+
+    assert classify(unknown_phase) == rules.SOFT
+    assert classify(at_rcpt) == rules.HARD
+    assert classify(address_code) == rules.HARD
+
+
+def test_a_user_unknown_without_a_remote_reply_is_the_mail_systems_own_verdict():
+    directory = result("x@example.com on 11/10/26 Recipient Not Found MSEXCH:IMC:EXAMPLE")
+    local_agent = result("mail.local: unknown user: x 554 <x@example.com>... Service unavailable")
+
+    assert classify(directory) == rules.HARD
+    assert classify(local_agent) == rules.HARD
+
+
+def test_a_dead_domain_needs_no_phase():
+    diagnostic = "554 <x@gone.example.org>... 550 Host unknown (Authoritative answer)"
+
+    assert classify(result(diagnostic, "", "554")) == rules.HARD
+
+
+def test_a_transcript_refusal_after_data_is_a_filter_unless_rcpt_was_pipelined():
+    courier = result("mx.example.net [192.0.2.1]: >>> DATA <<< 550 Unknown user x", "5.0.0", "550")
+    m_filter = result("-------server message 550 unknown user <x> -------SMTP command DATA")
+    pipelined = result(
+        ">>> DATA <<< 550 5.0.0 <x@example.net>... User unknown <<< 503 5.0.0 Need RCPT",
+        "5.0.0",
+        "550",
+    )
+
+    assert classify(courier) == rules.SOFT
+    assert classify(m_filter) == rules.SOFT
+    assert classify(pipelined) == rules.HARD
+
+
+def test_recipient_address_rejected_is_worded_at_rcpt():
+    diagnostic = "550 <x@example.com>: Recipient address rejected: User unknown in local table"
+
+    assert classify(result(diagnostic, "", "550")) == rules.HARD
+
+
+def test_an_envelope_listing_is_not_the_rcpt_phase():
+    # Apache James lists "MAIL FROM: / RCPT TO:" as message details, not as the failed command.
+    diagnostic = (
+        "Error message below: 550 - Requested action not taken: no such user here "
+        "Message details: MAIL FROM: news@example.org RCPT TO: x@example.net"
+    )
+
+    assert classify(result(diagnostic, "", "550")) == rules.SOFT
+
+
+def test_a_protocol_code_answers_the_rcpt_command():
+    diagnostic = "550 5.5.0 Requested action not taken: mailbox unavailable"
+
+    assert classify(result(diagnostic, "5.5.0", "550")) == rules.HARD
+
+
+def test_5_7_27_is_the_recipient_domain_when_the_words_never_name_the_sender():
+    recipient_domain = result("550 Host does not accept mail", "5.7.27", "550")
+    sender_domain = result("550 5.7.27 Sender address has null MX", "5.7.27", "550")
+
+    assert classify(recipient_domain) == rules.HARD
+    assert classify(sender_domain) == rules.SENDER_SIDE

@@ -58,7 +58,12 @@ def test_a_wrong_label_shows_as_a_miss_and_in_the_confusion(tmp_path):
     assert summary["hard_precision"] == 0.0
     assert summary["per_class"]["soft"]["recall"] == 0.0
     assert "  soft -> hard: 1" in lines
-    assert any(line.startswith("  miss postfix_user_unknown.eml") for line in lines)
+    miss = lines.index(
+        "  miss postfix_user_unknown.eml gone.reader@recipient.example: expected soft, got hard"
+    )
+    # What the parser read follows each mistake, for an operator to judge the rule or label.
+    assert lines[miss + 1].startswith("      5.1.1 550: ")
+    assert "User unknown in local recipient table" in lines[miss + 1]
 
 
 def test_unstable_rows_count_only_with_all():

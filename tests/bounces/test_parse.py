@@ -238,3 +238,37 @@ def test_one_raising_detector_does_not_stop_the_others(monkeypatch):
 
     assert recipients(parsed) == ["reader@isp.example"]
     assert parsed.detector_errors
+
+
+def test_recipient_groups_without_a_blank_line_between_them_are_split():
+    parsed = parse_bounce(message("aol_groups_unseparated.eml"))
+
+    by_recipient = {r.recipient: r.status for r in parsed.results}
+    assert by_recipient == {"stuffed.box@example.net": "5.2.2", "long.gone@example.net": "5.1.1"}
+
+
+def test_an_old_sendmail_transcript_names_every_failed_recipient_with_its_own_reason():
+    parsed = parse_bounce(message("sendmail_v5_transcript.eml"))
+
+    by_recipient = {r.recipient: r.diagnostic for r in parsed.results}
+    assert set(by_recipient) == {
+        "refused.reader@example.net",
+        "reader@gone.example.org",
+        "left@example.com",
+    }
+    assert "Host unknown" not in by_recipient["refused.reader@example.net"]
+    assert "Host unknown" in by_recipient["reader@gone.example.org"]
+    assert "User unknown" in by_recipient["left@example.com"]
+
+
+def test_a_wrapped_postfix_reply_keeps_its_rcpt_phase():
+    # Postfix starts the wrapped reply line with the same "<address>:" again.
+    (result,) = parse_bounce(message("postfix_wrapped_reply.eml")).results
+
+    assert "RCPT TO command" in result.diagnostic
+
+
+def test_the_returned_copys_message_id_is_not_a_recipient():
+    parsed = parse_bounce(message("gateway_no_such_user.eml"))
+
+    assert recipients(parsed) == ["maybe.reader@filtered.example.com"]

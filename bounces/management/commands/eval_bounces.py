@@ -7,6 +7,9 @@ from django.core.management.base import BaseCommand, CommandError
 
 from bounces.evaluation import confusion, evaluate
 
+# Enough of a diagnostic to judge a mistake by; the full text is in the message.
+DIAGNOSTIC_SHOWN = 240
+
 
 class Command(BaseCommand):
     help = "Score bounce parsing and classification against a labelled directory of messages."
@@ -15,6 +18,8 @@ class Command(BaseCommand):
         parser.add_argument("directory", type=Path)
         parser.add_argument("--expected", type=Path, required=True, help="labels (.jsonl)")
         parser.add_argument("--all", action="store_true", help="score unstable rows too")
+        # --verbosity 2 (-v 2) lists every misclassified row with its status, reply code and
+        # diagnostic, and every recipient the parser did not find.
 
     def handle(self, *args, directory: Path, expected: Path, all: bool, **options):
         if not directory.is_dir():
@@ -50,9 +55,16 @@ class Command(BaseCommand):
             if expected_class != got:
                 out(f"  {expected_class} -> {got}: {count}")
         if options.get("verbosity", 1) >= 2:
-            for name, expected_class, got in evaluation.pairs:
-                if expected_class != got:
-                    out(f"  miss {name}: expected {expected_class}, got {got}")
+            out("mistakes (file recipient: expected, got; status reply: what the parser read):")
+            for mistake in evaluation.mistakes:
+                out(
+                    f"  miss {mistake.file} {mistake.recipient}: expected {mistake.expected}, "
+                    f"got {mistake.got}"
+                )
+                out(
+                    f"      {mistake.status or '-'} {mistake.reply_code or '-'}: "
+                    f"{mistake.diagnostic[:DIAGNOSTIC_SHOWN]}"
+                )
             for name, recipient in evaluation.missed_recipients:
                 out(f"  recipient not found {name}: {recipient}")
         out(json.dumps(summary, sort_keys=True))
