@@ -34,8 +34,7 @@ def wait_for_login_page(url: str, process: subprocess.Popen, timeout: float) -> 
     pytest.fail(f"no login page at {url} after {timeout}s")
 
 
-@pytest.mark.timeout(240)
-def test_make_run_starts_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
+def start_make_run(tmp_path: Path, log_name: str) -> tuple[subprocess.Popen, int, Path]:
     port, outbox_port = free_port(), free_port()
     env = {
         k: v
@@ -47,19 +46,40 @@ def test_make_run_starts_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
         MAILPANEL_ADDR=f"127.0.0.1:{port}",
         OUTBOX_SMTP_PORT=str(outbox_port),
     )
-    log = (tmp_path / "run.log").open("wb")
-    process = subprocess.Popen(
-        ["make", "--no-print-directory", "run"],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    log_path = tmp_path / log_name
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            ["make", "--no-print-directory", "run"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return process, port, log_path
+
+
+def stop_with_ctrl_c(process: subprocess.Popen) -> None:
+    os.killpg(process.pid, signal.SIGINT)
+    process.wait(timeout=60)
+    deadline = time.monotonic() + 30
+    while session_processes(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert session_processes(process.pid) == []
+
+
+def kill_leftovers(process: subprocess.Popen) -> None:
+    if process.poll() is None or session_processes(process.pid):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+@pytest.mark.timeout(300)
+def test_make_run_starts_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
+    process, port, log_path = start_make_run(tmp_path, "run.log")
     try:
         page = wait_for_login_page(f"http://127.0.0.1:{port}/accounts/login/", process, 150)
         assert b"Sign in to mailpanel" in page
-        output = (tmp_path / "run.log").read_text()
+        output = log_path.read_text()
         assert "user name: admin" in output and "password:" in output
         # Worker, beat and outbox are up too.
         deadline = time.monotonic() + 60
@@ -69,14 +89,18 @@ def test_make_run_starts_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
                 break
             time.sleep(0.5)
         assert all(w in running for w in ("worker", "beat", "run_outbox", "runserver")), running
-
-        os.killpg(process.pid, signal.SIGINT)
-        process.wait(timeout=60)
-        deadline = time.monotonic() + 30
-        while session_processes(process.pid) and time.monotonic() < deadline:
-            time.sleep(0.3)
-        assert session_processes(process.pid) == []
+        stop_with_ctrl_c(process)
     finally:
-        if process.poll() is None or session_processes(process.pid):
-            os.killpg(process.pid, signal.SIGKILL)
-        log.close()
+        kill_leftovers(process)
+
+    # A second `make run` reuses the database and the operator: nothing is created again.
+    again, port, log_path = start_make_run(tmp_path, "again.log")
+    try:
+        page = wait_for_login_page(f"http://127.0.0.1:{port}/accounts/login/", again, 90)
+        assert b"Sign in to mailpanel" in page
+        output = log_path.read_text()
+        assert "Created the operator account" not in output
+        assert "No migrations to apply" in output
+        stop_with_ctrl_c(again)
+    finally:
+        kill_leftovers(again)

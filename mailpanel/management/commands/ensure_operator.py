@@ -17,6 +17,7 @@ class Command(BaseCommand):
         User = get_user_model()
         if User.objects.filter(is_staff=True, is_active=True).exists():
             return
+        username = _free_username(User, username)
         password = secrets.token_urlsafe(12)
         User.objects.create_superuser(username=username, email="", password=password)
         bar = "=" * 60
@@ -24,3 +25,13 @@ class Command(BaseCommand):
             f"{bar}\nCreated the operator account (shown only this once):\n"
             f"  user name: {username}\n  password:  {password}\n{bar}"
         )
+
+
+def _free_username(User: Any, wanted: str) -> str:  # noqa: N803
+    # The wanted name may belong to a user an operator deactivated or demoted: never reuse
+    # (or fail on) that account, take the next free name instead.
+    candidate, n = wanted, 1
+    while User.objects.filter(username=candidate).exists():
+        n += 1
+        candidate = f"{wanted}{n}"
+    return candidate
