@@ -11,6 +11,7 @@ from bounces.models import (
     BounceEvent,
     BounceMailbox,
     QuarantinedMessage,
+    ReturnedMessage,
     SenderSideAlert,
     SenderSideCounter,
     SuppressionPolicy,
@@ -39,10 +40,40 @@ class BounceEventAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: BounceEvent | None = None) -> list:
         # Events are evidence: what arrived is never edited.
-        return [f.name for f in BounceEvent._meta.fields]
+        return [f.name for f in BounceEvent._meta.fields if f.name != "raw"] + ["raw_input"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    @admin.display(description="raw input")
+    def raw_input(self, event: BounceEvent) -> str:
+        # The returned message (stored once for all its events) or the provider's payload.
+        return event.raw_text()[:200_000]
+
+
+@admin.register(ReturnedMessage)
+class ReturnedMessageAdmin(admin.ModelAdmin):
+    list_display = ("received_at", "source", "envelope_recipient", "recipients_found", "note")
+    list_filter = ("source",)
+    search_fields = ("envelope_recipient",)
+    date_hierarchy = "received_at"
+    fields = (
+        "received_at",
+        "source",
+        "envelope_recipient",
+        "recipients_found",
+        "recipients_recorded",
+        "note",
+        "raw_message",
+    )
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.display(description="raw message")
+    def raw_message(self, message: ReturnedMessage) -> str:
+        return message.raw_text()[:200_000]
 
     @admin.action(description="Apply the bounce rules to events they have not run on")
     def apply_rules(self, request: HttpRequest, queryset: QuerySet[BounceEvent]) -> None:
@@ -160,7 +191,6 @@ class SuppressionPolicyAdmin(admin.ModelAdmin):
         "suppress_complaint",
         "soft_bounce_days",
         "soft_bounce_window_days",
-        "sender_side_alert_threshold",
     )
     search_fields = ("account__username", "account__email")
     raw_id_fields = ("account",)

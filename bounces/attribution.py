@@ -120,7 +120,21 @@ def attribute(
         if only_recipient or not recipient or _same_address(delivery.subscriber.email, recipient):
             return Attribution.of_delivery(delivery, via)
         return by_address(recipient, campaign_id=delivery.campaign_id)
+    message = verp.message_from(envelope_recipient or "")
+    if message is not None and message.account_id:
+        # A transactional mail (confirmation, welcome, test send) names its account only.
+        return in_account(recipient, message.account_id)
     return by_address(recipient) if recipient else Attribution()
+
+
+def in_account(address: str, account_id: int) -> Attribution:
+    """The account's subscriber with that address, or the account alone."""
+    try:
+        email = addresses.normalise(address)
+    except addresses.InvalidAddress:
+        return Attribution(account_id=account_id, via="verp")
+    subscriber = Subscriber.objects.filter(account_id=account_id, email__iexact=email).first()
+    return Attribution(subscriber=subscriber, account_id=account_id, via="verp")
 
 
 def _same_address(a: str, b: str) -> bool:

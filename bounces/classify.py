@@ -13,10 +13,11 @@ bounces/rules.py.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 from bounces import rules
-from bounces.parse import ADDRESS_RE, RecipientResult
+from bounces.parse import ADDRESS_RE, MAX_DIAGNOSTIC, RecipientResult
 
 # Status codes about the SENDER's own address, whatever the text says ("Domain of sender
 # address ... does not exist" would otherwise read as a dead recipient).
@@ -61,6 +62,9 @@ NO_MAIL_REPLIES = ("521", "556")
 
 def classify(result: RecipientResult) -> str:
     """One of the rules classes for a parsed result; never raises on odd values."""
+    if len(result.diagnostic or "") > MAX_DIAGNOSTIC:
+        # The head of a diagnostic says what it is; the tables are not worth minutes of text.
+        result = dataclasses.replace(result, diagnostic=result.diagnostic[:MAX_DIAGNOSTIC])
     if result.kind == "arf" or result.feedback_type:
         return rules.FEEDBACK_TYPES.get(result.feedback_type.lower(), rules.COMPLAINT)
     if result.kind == "unsubscribe":
@@ -135,7 +139,7 @@ def smtp_phase(text: str) -> str:
 
 
 def classify_text(text: str) -> str | None:
-    return rules.match_text(text)
+    return rules.match_text((text or "")[:MAX_DIAGNOSTIC])
 
 
 def _without_addresses(text: str) -> str:

@@ -3,27 +3,46 @@
 The raw input is stored before any rule acts on it, so a rule that fails leaves an event
 with ``applied=False`` instead of a lost bounce. Input nothing understands is quarantined
 with a reason. The only exception that leaves these functions is a database error while
-storing, which the caller must see (the pipe command then tells the MTA to retry).
+storing, which the caller must see (the pipe command then tells the MTA to retry); a value
+the database refuses (a DataError) is input to quarantine, not an outage to retry.
+
+A returned message is stored once (ReturnedMessage) and its events point to it; one message
+gives at most MAX_RECIPIENTS_PER_MESSAGE events, the rest are counted on the message.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import re
 from collections.abc import Iterable
 from datetime import datetime
 
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import DatabaseError, DataError, IntegrityError, transaction
 from django.utils import timezone
 
 from bounces import attribution, parse, suppression
 from bounces.classify import classify
-from bounces.models import BounceClass, BounceEvent, QuarantinedMessage, Source
+from bounces.models import BounceClass, BounceEvent, QuarantinedMessage, ReturnedMessage, Source
 from bounces.parse import STATUS_RE, RecipientResult
 from campaigns.models import Campaign
 from lists import addresses
 from sending.models import Delivery
+from stats import events as stats_events
 
 logger = logging.getLogger(__name__)
+
+# A DSN may list thousands of recipients (a mail loop, an alias exploding): beyond this many
+# from one message, the rest are counted on the ReturnedMessage, not recorded one by one.
+MAX_RECIPIENTS_PER_MESSAGE = 500
+
+# Postgres text refuses NUL, and a UTF-8 encoder refuses lone surrogates (JSON's "\ud800").
+UNSTORABLE_RE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(text: str) -> str:
+    """The text without the characters a Postgres text column refuses (NUL, lone surrogates)."""
+    return UNSTORABLE_RE.sub(lambda m: "" if m.group() == "\x00" else "\ufffd", text or "")
 
 
 def quarantine(
@@ -33,18 +52,37 @@ def quarantine(
     reason: str,
     provider: str = "",
     envelope_recipient: str = "",
+    event_id: str = "",
 ) -> QuarantinedMessage:
-    """Keeps input that no rule could act on for an operator; returns the stored row."""
+    """Keeps input that no rule could act on for an operator; returns the stored row.
+
+    With a provider event id, a replay of input already kept returns the kept row.
+    """
     if isinstance(raw, str):
         raw = raw.encode("utf-8", "surrogateescape")
+    event_id = storable(event_id)[:255]
+    if event_id:
+        kept = QuarantinedMessage.objects.filter(provider=provider, provider_event_id=event_id)
+        if kept.exists():
+            return kept.get()
     logger.warning("bounce input quarantined (%s): %s", source, reason)
-    return QuarantinedMessage.objects.create(
+    row = QuarantinedMessage(
         source=source,
         provider=provider,
+        provider_event_id=event_id,
         raw=bytes(raw),
-        envelope_recipient=(envelope_recipient or "")[:254],
-        reason=reason[:2000],
+        envelope_recipient=storable(envelope_recipient)[:254],
+        reason=storable(reason)[:2000],
     )
+    try:
+        with transaction.atomic():
+            row.save()
+    except IntegrityError:
+        if not event_id:
+            raise
+        # The same event arrived twice at once: the other request kept it.
+        return QuarantinedMessage.objects.get(provider=provider, provider_event_id=event_id)
+    return row
 
 
 def record_message(
@@ -78,6 +116,10 @@ def try_record(
                 reason += "; detectors that raised: " + "; ".join(parsed.detector_errors)
             return [], reason[:2000]
         events = _store_parsed(raw, parsed, source, envelope_recipient)
+    except DataError as exc:
+        # The database refused a value of this message: retrying would be refused forever.
+        logger.exception("bounce refused by the database")
+        return [], f"database refused the message: {exc}"[:500]
     except DatabaseError:
         raise
     except Exception as exc:  # the contract: bad input is quarantined, never raised
@@ -90,21 +132,58 @@ def try_record(
 def _store_parsed(
     raw: bytes, parsed: parse.ParsedBounce, source: str, envelope_recipient: str | None
 ) -> list[BounceEvent]:
-    text = parse.normalise_line_endings(raw).decode("utf-8", errors="replace")
+    _make_storable(parsed)
+    envelope_recipient = storable(envelope_recipient or "") or None
+    results = parsed.results[:MAX_RECIPIENTS_PER_MESSAGE]
     now = timezone.now()
-    events = []
     only_one = len(parsed.results) == 1
-    for result in parsed.results:
-        found = attribution.attribute(
-            result.recipient,
-            envelope_recipient=envelope_recipient,
-            verp_token=parsed.verp_token,
-            message_id=result.original_message_id or parsed.original_message_id,
-            only_recipient=only_one,
-        )
-        events.append(_event(result, classify(result), found, source=source, raw=text, at=now))
+    # One savepoint around every query: a value the database refuses (DataError) leaves the
+    # caller's transaction usable for the quarantine row (the poller stores inside its own).
     with transaction.atomic():
+        message = ReturnedMessage.objects.create(
+            source=source,
+            received_at=now,
+            raw=raw,
+            envelope_recipient=(envelope_recipient or "")[:254],
+            recipients_found=len(parsed.results),
+            recipients_recorded=len(results),
+            note=_cap_note(len(parsed.results)),
+        )
+        events = []
+        for result in results:
+            found = attribution.attribute(
+                result.recipient,
+                envelope_recipient=envelope_recipient,
+                verp_token=parsed.verp_token,
+                message_id=result.original_message_id or parsed.original_message_id,
+                only_recipient=only_one,
+            )
+            events.append(
+                _event(
+                    result, classify(result), found, source=source, raw="", at=now, message=message
+                )
+            )
         return BounceEvent.objects.bulk_create(events)
+
+
+def _cap_note(found: int) -> str:
+    if found <= MAX_RECIPIENTS_PER_MESSAGE:
+        return ""
+    skipped = found - MAX_RECIPIENTS_PER_MESSAGE
+    logger.warning("returned message lists %s recipients; %s not recorded", found, skipped)
+    return (
+        f"{found} failed recipients reported; the first {MAX_RECIPIENTS_PER_MESSAGE} were "
+        f"recorded, {skipped} were not."
+    )
+
+
+def _make_storable(parsed: parse.ParsedBounce) -> None:
+    """Strips what the database refuses from every text the parser found, in place."""
+    for item in (parsed, *parsed.results):
+        for field in dataclasses.fields(item):
+            value = getattr(item, field.name)
+            if isinstance(value, str):
+                setattr(item, field.name, storable(value))
 
 
 def _event(
@@ -115,9 +194,9 @@ def _event(
     source: str,
     raw: str,
     at: datetime,
-    **extra: str,
+    **extra: object,
 ) -> BounceEvent:
-    recipient = result.recipient or (found.subscriber.email if found.subscriber else "")
+    recipient = storable(result.recipient or (found.subscriber.email if found.subscriber else ""))
     return BounceEvent(
         source=source,
         received_at=at,
@@ -128,11 +207,11 @@ def _event(
         relay_id=found.relay_id,
         recipient=recipient[:254],
         bounce_class=bounce_class,
-        status_code=result.status[:16],
-        reply_code=result.reply_code[:8],
-        diagnostic=result.diagnostic,
+        status_code=storable(result.status)[:16],
+        reply_code=storable(result.reply_code)[:8],
+        diagnostic=storable(result.diagnostic),
         receiving_domain=_domain(recipient),
-        raw=raw,
+        raw=storable(raw),
         **extra,
     )
 
@@ -145,6 +224,8 @@ def _domain(address: str) -> str:
 
 
 def _apply_all(events: Iterable[BounceEvent]) -> None:
+    events = list(events)
+    _log_stats(events)
     for event in events:
         try:
             suppression.apply(event)
@@ -152,6 +233,44 @@ def _apply_all(events: Iterable[BounceEvent]) -> None:
             # The event is stored (applied=False): the input is safe, so the caller must not
             # resend it. The admin's "apply rules" action runs the rules again.
             logger.exception("bounce rules failed for event %s", event.pk)
+
+
+# Bounce classes as events of the statistics log; the rest (auto-replies, unsubscribe
+# requests, which log their own unsubscribe) are not failures to count.
+STATS_KINDS = {
+    BounceClass.HARD: "bounced",
+    BounceClass.SOFT: "bounced",
+    BounceClass.SENDER_SIDE: "bounced",
+    BounceClass.COMPLAINT: "complained",
+}
+
+
+def _log_stats(events: list[BounceEvent]) -> None:
+    """Counts stored bounces and complaints in the statistics log, all in one write."""
+    rows = [
+        stats_events.Event(
+            kind=STATS_KINDS[e.bounce_class],
+            occurred_at=e.received_at,
+            account_id=e.account_id,
+            campaign_id=e.campaign_id,
+            subscriber_id=e.subscriber_id,
+            delivery_id=e.delivery_id,
+            relay_id=e.relay_id,
+            recipient_domain=e.receiving_domain,
+            details={"bounce_class": e.bounce_class, "source": e.source},
+        )  # fmt: skip
+        for e in events
+        if e.bounce_class in STATS_KINDS
+    ]
+    if not rows:
+        return
+    try:
+        with transaction.atomic():
+            stats_events.record_many(rows)
+    except Exception:
+        # The bounce is stored and its rules still run: a statistics failure must not make
+        # the caller resend the input (which would store the bounce twice).
+        logger.exception("could not count %s bounces in the statistics", len(rows))
 
 
 def record_provider_event(
@@ -170,14 +289,16 @@ def record_provider_event(
     """Stores one normalised ESP event and applies the rules.
 
     De-duplicated by (provider, event_id): a replay returns None and changes nothing. An
-    event with an unknown class is quarantined and also returns None.
+    event with an unknown class is quarantined (once per event id) and also returns None.
     """
+    event_id, recipient, message_id = storable(event_id), storable(recipient), storable(message_id)
     if bounce_class not in BounceClass.values:
         quarantine(
             payload,
             source=Source.WEBHOOK,
             provider=provider,
             reason=f"unknown bounce class {bounce_class!r}",
+            event_id=event_id,
         )
         return None
     if (

@@ -143,7 +143,9 @@ def store(mailbox: BounceMailbox, raw: bytes) -> bool:
     with transaction.atomic():
         intake.record_message(raw, source="mailbox", envelope_recipient=envelope_recipient(headers))
         MailboxReceipt.objects.create(
-            mailbox=mailbox, key=key, message_id=str(headers.get("Message-ID", ""))[:255]
+            mailbox=mailbox,
+            key=key,
+            message_id=intake.storable(str(headers.get("Message-ID", "")))[:255],
         )
     return True
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
@@ -32,6 +34,36 @@ class BounceClass(models.TextChoices):
     UNSUBSCRIBE_REQUEST = rules.UNSUBSCRIBE_REQUEST, "Unsubscribe request"
     AUTH_FAILURE_REPORT = rules.AUTH_FAILURE_REPORT, "Authentication failure report"
     NOT_A_FAILURE = rules.NOT_A_FAILURE, "Not a failure"
+
+
+class ReturnedMessage(models.Model):
+    """A returned message as it arrived, stored once however many recipients it reports.
+
+    The bytes are kept as they came (NUL bytes and broken encodings included): a text column
+    would refuse some of them on Postgres, and a copy per event multiplied a small DSN that
+    lists thousands of recipients into gigabytes.
+    """
+
+    source = models.CharField(max_length=16, choices=Source.choices)
+    received_at = models.DateTimeField(db_index=True)
+    raw = models.BinaryField(editable=False)
+    envelope_recipient = models.CharField(max_length=254, blank=True)
+    recipients_found = models.PositiveIntegerField(
+        default=0, help_text="Failed recipients the message reports."
+    )
+    recipients_recorded = models.PositiveIntegerField(
+        default=0, help_text="Of those, how many became events (the rest were over the cap)."
+    )
+    note = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_source_display()} at {self.received_at:%Y-%m-%d %H:%M}"
+
+    def raw_text(self) -> str:
+        return bytes(self.raw).decode("utf-8", errors="replace")
 
 
 class BounceEventQuerySet(models.QuerySet["BounceEvent"]):
@@ -94,7 +126,16 @@ class BounceEvent(models.Model):
         blank=True,
         related_name="bounce_events",
     )
-    raw = models.TextField(blank=True, help_text="The returned message or the provider payload.")
+    # A returned message is stored once, in ReturnedMessage; raw holds what is small and per
+    # event: the provider payload, our relay's reply (and, on old rows, the whole message).
+    message = models.ForeignKey(
+        ReturnedMessage,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="events",
+    )
+    raw = models.TextField(blank=True, help_text="The provider payload or the relay's reply.")
     applied = models.BooleanField(default=False, help_text="The rules have run on this event.")
 
     objects = BounceEventQuerySet.as_manager()
@@ -122,6 +163,10 @@ class BounceEvent(models.Model):
         """A short label to group events by: the status code, else the SMTP reply code."""
         return self.status_code or self.reply_code or "no code"
 
+    def raw_text(self) -> str:
+        """The returned message or the payload this event came from."""
+        return self.message.raw_text() if self.message_id else self.raw
+
 
 class QuarantinedMessage(models.Model):
     """Input that no rule could act on: kept whole for an operator, never dropped."""
@@ -133,6 +178,8 @@ class QuarantinedMessage(models.Model):
 
     source = models.CharField(max_length=16, choices=Source.choices)
     provider = models.CharField(max_length=32, blank=True)
+    # A provider's event id, when the bad input had one: a replay is not kept twice.
+    provider_event_id = models.CharField(max_length=255, blank=True)
     received_at = models.DateTimeField(auto_now_add=True, db_index=True)
     raw = models.BinaryField(editable=False)
     envelope_recipient = models.CharField(max_length=254, blank=True)
@@ -150,6 +197,13 @@ class QuarantinedMessage(models.Model):
     class Meta:
         ordering = ["-received_at", "-id"]
         indexes = [models.Index(fields=["status", "received_at"], name="quarantine_status")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider", "provider_event_id"],
+                condition=~Q(provider_event_id=""),
+                name="quarantine_unique_provider_event",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_source_display()} at {self.received_at:%Y-%m-%d %H:%M}: {self.reason}"
@@ -206,11 +260,17 @@ class BounceMailbox(models.Model):
 
 
 class SuppressionPolicy(models.Model):
-    """An account's bounce rules; an account without a row uses the defaults."""
+    """An account's bounce rules; an account without a row uses the defaults.
+
+    The sender-side alert threshold is not here: refusals are counted per relay and receiving
+    domain across all accounts, so it is the operators' setting
+    (BOUNCE_SENDER_SIDE_ALERT_THRESHOLD).
+    """
 
     DEFAULT_SOFT_BOUNCE_DAYS = 3
     DEFAULT_SOFT_BOUNCE_WINDOW_DAYS = 14
-    DEFAULT_SENDER_SIDE_ALERT_THRESHOLD = 20
+    MAX_SOFT_BOUNCE_DAYS = 30
+    MAX_SOFT_BOUNCE_WINDOW_DAYS = 365
 
     account = models.OneToOneField(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="suppression_policy"
@@ -219,15 +279,13 @@ class SuppressionPolicy(models.Model):
     suppress_complaint = models.BooleanField(default=True)
     soft_bounce_days = models.PositiveSmallIntegerField(
         default=DEFAULT_SOFT_BOUNCE_DAYS,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_SOFT_BOUNCE_DAYS)],
         help_text="Suppress after soft bounces on this many distinct days...",
     )
     soft_bounce_window_days = models.PositiveSmallIntegerField(
-        default=DEFAULT_SOFT_BOUNCE_WINDOW_DAYS, help_text="...within this many days."
-    )
-    sender_side_alert_threshold = models.PositiveIntegerField(
-        default=DEFAULT_SENDER_SIDE_ALERT_THRESHOLD,
-        help_text="Alert the operators when a relay and receiving domain refuse this many "
-        "messages in a day.",
+        default=DEFAULT_SOFT_BOUNCE_WINDOW_DAYS,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_SOFT_BOUNCE_WINDOW_DAYS)],
+        help_text="...within this many days.",
     )
 
     class Meta:
@@ -235,6 +293,13 @@ class SuppressionPolicy(models.Model):
 
     def __str__(self) -> str:
         return f"rules of {self.account}"
+
+    def clean(self) -> None:
+        if (self.soft_bounce_days or 0) > (self.soft_bounce_window_days or 0):
+            # N distinct days cannot fit in fewer than N days: the rule would never fire.
+            raise ValidationError(
+                {"soft_bounce_days": "Cannot be more than the days of the window."}
+            )
 
     @classmethod
     def for_account(cls, account_id: int | None) -> SuppressionPolicy:
@@ -329,3 +394,17 @@ class MailboxLease(models.Model):
 
     def __str__(self) -> str:
         return f"{self.mailbox.name} until {self.expires_at}"
+
+
+class ReceiverReceipt(models.Model):
+    """A message the LMTP/SMTP receiver stored for one envelope recipient.
+
+    An SMTP client that got a 4xx for one recipient resends the message to all of them; the
+    receipt, committed with the stored message, makes the resend store only what is missing.
+    """
+
+    key = models.CharField(max_length=64, unique=True, help_text="sha256 of recipient and message")
+    stored_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.key[:12]} at {self.stored_at}"

@@ -71,15 +71,20 @@ DETECTORS = [
 MAX_BYTES = 2_000_000
 MAX_DIAGNOSTIC = 1000
 
+# The lookbehind starts a match only where a run of local-part characters starts: without
+# it, a long run with no "@" is rescanned from every position in it (quadratic time).
 ADDRESS_RE = re.compile(
+    r"(?<![A-Za-z0-9.!#$%&'*+/=?^_`{|}~-])"
     r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?"
 )
 STATUS_RE = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.]*\d)")
 # An SMTP reply code where servers put it: line start, after "said:", "smtp;", "host ... said",
 # "<address>:" (qmail, Exim) or the command it answered ("did not like our RCPT TO: 521").
+# At a line start only blanks of that line may precede the code: "^\s*" would rescan a run
+# of blank lines from each of them (quadratic), and the code's own line start finds it anyway.
 REPLY_RE = re.compile(
-    r"(?:^|said:?|smtp;|\(|\]:?|>:|SMTP error|reply:|response:|(?:rcpt to|mail from|data):)"
-    r"\s*([245]\d\d)(?=[ -]|$)",
+    r"(?:^[^\S\n]*|(?:said:?|smtp;|\(|\]:?|>:|SMTP error|reply:|response:|"
+    r"(?:rcpt to|mail from|data):)\s*)([245]\d\d)(?=[ -]|$)",
     re.I | re.M,
 )
 VERP_RE = re.compile(r"^bounces\+([^@]+)@", re.I)

@@ -8,15 +8,18 @@ so one failed recipient does not make the MTA resend the message to the others.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+from datetime import timedelta
 
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from asgiref.sync import sync_to_async
-from django.db import DatabaseError, close_old_connections
+from django.db import DatabaseError, IntegrityError, close_old_connections, transaction
+from django.utils import timezone
 
 from bounces import intake
-from bounces.models import Source
+from bounces.models import ReceiverReceipt, Source
 
 logger = logging.getLogger(__name__)
 
@@ -24,13 +27,27 @@ logger = logging.getLogger(__name__)
 MAX_MESSAGE_SIZE = 10 * 1024 * 1024
 OK = "250 2.0.0 stored"
 TEMPFAIL = "451 4.3.0 not stored, try again later"
+# MTAs give up on a queued message after a few days: receipts older than that serve nobody.
+RECEIPT_KEEP = timedelta(days=7)
 
 
 def store(raw: bytes, recipient: str) -> str:
-    """Stores the message for one recipient; returns the reply line for it."""
+    """Stores the message for one recipient unless it was stored before; returns the reply.
+
+    SMTP has one reply for all recipients, so a failure for one makes the client resend the
+    message to every one: a receipt, committed with the stored message, skips the others.
+    """
     close_old_connections()  # a long-lived server outlives database connections
+    key = hashlib.sha256(recipient.encode("utf-8", "surrogateescape") + b"\n" + raw).hexdigest()
     try:
-        intake.record_message(raw, source=Source.LMTP, envelope_recipient=recipient)
+        if ReceiverReceipt.objects.filter(key=key).exists():
+            return OK
+        with transaction.atomic():
+            intake.record_message(raw, source=Source.LMTP, envelope_recipient=recipient)
+            ReceiverReceipt.objects.create(key=key)
+        ReceiverReceipt.objects.filter(stored_at__lt=timezone.now() - RECEIPT_KEEP).delete()
+    except IntegrityError:
+        return OK  # the same resend stored at the same moment by another connection
     except DatabaseError as exc:
         logger.error("bounce for %s not stored: %s", recipient, exc)
         return TEMPFAIL

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import mail_admins, send_mail
 from django.db import IntegrityError, transaction
@@ -109,8 +110,9 @@ def count_sender_side(event: BounceEvent) -> SenderSideCounter:
         counter = SenderSideCounter.objects.get(**key)
     SenderSideCounter.objects.filter(id=counter.id).update(count=F("count") + 1)
     counter.refresh_from_db(fields=["count"])
-    threshold = SuppressionPolicy.for_account(event.account_id).sender_side_alert_threshold
-    if counter.count >= threshold:
+    # The counter is shared by every account sending through the relay: its threshold is the
+    # operators' setting, not the policy of whichever account's refusal crossed it.
+    if counter.count >= settings.BOUNCE_SENDER_SIDE_ALERT_THRESHOLD:
         _raise_alert(counter, event)
     return counter
 

@@ -10,4 +10,5 @@ urlpatterns = [
     path("campaigns/<uuid:campaign_id>/", views.campaign_bounces, name="campaign"),
     path("lists/<uuid:list_uuid>/", views.list_bounces, name="list"),
     path("subscribers/<uuid:uuid>/lift/", views.subscriber_lift, name="subscriber-lift"),
+    path("rules/", views.rules, name="rules"),
 ]

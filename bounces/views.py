@@ -1,4 +1,5 @@
-"""Bounce pages of the panel: per campaign, per list, and lifting a subscriber's suppression.
+"""Bounce pages of the panel: per campaign, per list, lifting a subscriber's suppression, and
+the account's bounce rules.
 
 Access goes through the owning app's helper: campaigns.access (owner only) and
 lists.access (owner and delegates; viewers read). Not yours: 404.
@@ -16,11 +17,11 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 
 from bounces import reports, suppression
-from bounces.forms import LiftForm
-from bounces.models import BounceClass, BounceEvent
+from bounces.forms import LiftForm, SuppressionPolicyForm
+from bounces.models import BounceClass, BounceEvent, SuppressionPolicy
 from campaigns.access import get_campaign
 from lists.access import get_list_for_user
 from lists.models import Subscriber
@@ -53,6 +54,7 @@ def campaign_bounces(request: HttpRequest, campaign_id: uuid.UUID) -> HttpRespon
             "back_url": reverse("campaigns:detail", args=[campaign.uuid]),
             "back_label": campaign.name,
             "show_campaign": False,
+            "rules_url": reverse("bounces:rules"),  # campaigns are the account owner's
         },
     )
 
@@ -68,6 +70,10 @@ def list_bounces(request: HttpRequest, list_uuid: uuid.UUID) -> HttpResponse:
             "back_url": reverse("lists:detail", args=[mailing_list.uuid]),
             "back_label": mailing_list.name,
             "show_campaign": True,
+            # A delegate's own rules do not apply to this list: only its owner gets the link.
+            "rules_url": reverse("bounces:rules")
+            if mailing_list.owner_id == request.user.pk
+            else "",
         },
     )
 
@@ -86,3 +92,16 @@ def subscriber_lift(request: HttpRequest, uuid: uuid.UUID) -> HttpResponse:
         changed = suppression.lift(subscriber, actor=request.user, note=form.cleaned_data["note"])
         messages.success(request, f"Suppression lifted on {changed} list(s).")
     return redirect("lists:subscriber-detail", subscriber.uuid)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def rules(request: HttpRequest) -> HttpResponse:
+    """The bounce rules of the signed-in user's own account (there is no other to address)."""
+    policy = SuppressionPolicy.for_account(request.user.pk)
+    form = SuppressionPolicyForm(request.POST or None, instance=policy)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        messages.success(request, "Your bounce rules were saved.")
+        return redirect("bounces:rules")
+    return render(request, "bounces/rules.html", {"form": form})

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from anymail.webhooks.mailgun import MailgunTrackingWebhookView
-from anymail.webhooks.postmark import PostmarkTrackingWebhookView
-from anymail.webhooks.sendgrid import SendGridTrackingWebhookView
 from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 
-from bounces.webhooks import SESTrackingView
+from bounces.webhooks import (
+    MailgunTrackingView,
+    PostmarkTrackingView,
+    SendGridTrackingView,
+    SESTrackingView,
+)
 
 app_name = "webhooks"
 
@@ -41,17 +43,17 @@ urlpatterns = [
     ),
     path(
         "mailgun/tracking/",
-        _if_secured(MailgunTrackingWebhookView.as_view(), "MAILGUN_WEBHOOK_SIGNING_KEY"),
+        _if_secured(MailgunTrackingView.as_view(), "MAILGUN_WEBHOOK_SIGNING_KEY"),
         name="mailgun",
     ),
     path(
         "postmark/tracking/",
-        _if_secured(PostmarkTrackingWebhookView.as_view(), "WEBHOOK_SECRET"),
+        _if_secured(PostmarkTrackingView.as_view(), "WEBHOOK_SECRET"),
         name="postmark",
     ),
     path(
         "sendgrid/tracking/",
-        _if_secured(SendGridTrackingWebhookView.as_view(), "WEBHOOK_SECRET"),
+        _if_secured(SendGridTrackingView.as_view(), "WEBHOOK_SECRET"),
         name="sendgrid",
     ),
 ]

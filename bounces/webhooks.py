@@ -1,10 +1,11 @@
 """ESP tracking webhooks (Amazon SES, Mailgun, SendGrid, Postmark) through django-anymail.
 
-Anymail checks each post (Mailgun's HMAC signature, basic auth for the others) and turns it
-into AnymailTrackingEvents; receive() maps each one to our bounce classes and hands it to
-bounces.intake.record_provider_event(). A bad event is quarantined and the rest of the batch
-still applies: answering an error would make the ESP resend the whole batch. Replays (the
-same provider event id) are recorded once by intake.
+Anymail checks each post (Mailgun's HMAC signature, SNS's signature, basic auth for all) and
+turns each event of it into an AnymailTrackingEvent; receive() maps each one to our bounce
+classes and hands it to bounces.intake.record_provider_event(). A bad event, whether anymail
+cannot convert it or we cannot record it, is quarantined and the rest of the batch still
+applies: answering an error would make the ESP resend the whole batch. Replays (the same
+provider event id) are recorded once by intake, and quarantined once.
 """
 
 from __future__ import annotations
@@ -19,13 +20,17 @@ from urllib.request import urlopen
 from anymail.exceptions import AnymailWebhookValidationFailure
 from anymail.signals import AnymailTrackingEvent, EventType
 from anymail.webhooks.amazon_ses import AmazonSESTrackingWebhookView
-from anymail.webhooks.base import AnymailBaseWebhookView
+from anymail.webhooks.base import AnymailBaseWebhookView, AnymailBasicAuthMixin
+from anymail.webhooks.mailgun import MailgunTrackingWebhookView
+from anymail.webhooks.postmark import PostmarkTrackingWebhookView
+from anymail.webhooks.sendgrid import SendGridTrackingWebhookView
 from django.conf import settings
 from django.db import transaction
+from django.http import HttpRequest, HttpResponse, QueryDict
 from django.utils import timezone
 
 from bounces import classify, intake, rules, sns
-from bounces.parse import REPLY_RE, STATUS_RE, RecipientResult
+from bounces.parse import MAX_DIAGNOSTIC, REPLY_RE, STATUS_RE, RecipientResult
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +90,7 @@ class Outcome:
 
 def receive(sender: object, event: AnymailTrackingEvent, esp_name: str, **kwargs: Any) -> None:
     """anymail's tracking signal: record one event, or quarantine it; never raise."""
-    provider = PROVIDERS.get(esp_name, esp_name.lower().replace(" ", "_"))
+    provider = provider_name(esp_name)
     try:
         # A savepoint: a failed insert must not spoil the transaction of the next event.
         with transaction.atomic():
@@ -96,7 +101,9 @@ def receive(sender: object, event: AnymailTrackingEvent, esp_name: str, **kwargs
             payload(event).encode(),
             source="webhook",
             provider=provider,
-            reason=f"{type(exc).__name__}: {exc}"[:1000],
+            reason=_describe(exc),
+            # A replay of the same bad event is kept once.
+            event_id=_event_id(provider, event),
         )
 
 
@@ -173,7 +180,13 @@ def _codes(text: str) -> tuple[str, str]:
 
 def _diagnostic(event: AnymailTrackingEvent) -> str:
     parts = [p for p in (event.mta_response, event.description) if p]
-    return " ".join(dict.fromkeys(str(p) for p in parts))[:1000]
+    return _clip(" ".join(dict.fromkeys(str(p) for p in parts)))
+
+
+def _clip(text: object) -> str:
+    # Every provider's text is cut before any pattern reads it, as parsed DSNs are: a
+    # megabyte of "diagnostic" would otherwise cost the classifier minutes.
+    return str(text or "")[:MAX_DIAGNOSTIC]
 
 
 def _ses(event: AnymailTrackingEvent) -> Outcome | None:
@@ -193,7 +206,7 @@ def _ses(event: AnymailTrackingEvent) -> Outcome | None:
         ),
         {},
     )
-    diagnostic = mine.get("diagnosticCode") or event.description or ""
+    diagnostic = _clip(mine.get("diagnosticCode") or event.description)
     status = mine.get("status") or ""
     bounce_type, subtype = bounce.get("bounceType"), bounce.get("bounceSubType")
     if subtype in SES_SENDER_SIDE_SUBTYPES:
@@ -214,8 +227,8 @@ def _mailgun(event: AnymailTrackingEvent) -> Outcome | None:
     if data.get("event") != "failed":
         return None
     status = data.get("delivery-status") or {}
-    diagnostic = " ".join(
-        str(p) for p in (status.get("message"), status.get("description")) if p
+    diagnostic = _clip(
+        " ".join(str(p) for p in (status.get("message"), status.get("description")) if p)
     ) or _diagnostic(event)
     code = str(status.get("code") or "")
     reply = code if re.fullmatch(r"[245]\d\d", code) else ""
@@ -248,7 +261,7 @@ SENDGRID_DROPPED = {
 def _sendgrid(event: AnymailTrackingEvent) -> Outcome | None:
     data = event.esp_event or {}
     kind = data.get("event")
-    diagnostic = str(data.get("reason") or data.get("response") or "")
+    diagnostic = _clip(data.get("reason") or data.get("response"))
     status = str(data.get("status") or "")
     if kind == "bounce":
         if data.get("type") == "blocked":
@@ -265,8 +278,8 @@ def _postmark(event: AnymailTrackingEvent) -> Outcome | None:
     data = event.esp_event or {}
     if data.get("RecordType", "Bounce") != "Bounce" or "TypeCode" not in data:
         return None
-    diagnostic = " ".join(
-        str(p) for p in (data.get("Details"), data.get("Description")) if p
+    diagnostic = _clip(
+        " ".join(str(p) for p in (data.get("Details"), data.get("Description")) if p)
     ) or _diagnostic(event)
     bounce_class = POSTMARK_TYPES.get(int(data["TypeCode"]))
     if bounce_class is None:
@@ -298,10 +311,124 @@ def payload(event: AnymailTrackingEvent) -> str:
     return json.dumps(esp_event, default=str, sort_keys=True)
 
 
-# Views.
+# Views. anymail checks the signature or the credentials; the body is then read here, one
+# event at a time, so that nothing in a post that passed the check fails the post as a whole.
+
+# SNS's first Notification after a topic is set up for SES event publishing: not an event.
+SNS_TOPIC_VALIDATED = "Successfully validated SNS topic for Amazon SES event publishing."
 
 
-class SESTrackingView(AmazonSESTrackingWebhookView):
+class QuarantiningWebhookView:
+    """A mixin for anymail's tracking views: a bad event is quarantined, the others apply.
+
+    anymail's own post() converts the whole body before it sends any signal, so one odd
+    event (a timestamp that is not a number, a null in SendGrid's array) raises out of the
+    view: a 500, nothing applied, and the ESP resends the batch again and again. Here a failed
+    check is still a 400; after it, each element is converted on its own, one that cannot be
+    is quarantined with the reason (the whole body when it cannot be read at all), and the
+    answer is 200. Subclasses say how a body splits into elements and an element into events.
+    """
+
+    esp_name: str
+    signal: Any
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        self.check(request)
+        provider = provider_name(self.esp_name)
+        try:
+            elements = self.elements(request)
+        except AnymailWebhookValidationFailure:
+            raise
+        except Exception as exc:  # any fault reading the body: keep it whole for an operator
+            logger.warning("%s webhook post quarantined: %s", provider, _describe(exc))
+            _quarantine(provider, request.body, f"unreadable post: {_describe(exc)}")
+            return HttpResponse()
+        for element in elements:
+            self.dispatch_element(provider, element)
+        return HttpResponse()
+
+    def check(self, request: HttpRequest) -> None:
+        """Raises AnymailWebhookValidationFailure (a 400) unless the post is authentic."""
+        # Credentials first: nothing of a post without them is read (SES would fetch a cert).
+        AnymailBasicAuthMixin.validate_request(self, request)  # type: ignore[arg-type]
+        try:
+            self.run_validators(request)  # type: ignore[attr-defined]
+        except AnymailWebhookValidationFailure:
+            raise
+        except Exception as exc:
+            # A signature inside a body that cannot be read cannot be checked: refused.
+            raise AnymailWebhookValidationFailure(f"unverifiable post: {_describe(exc)}") from exc
+
+    def dispatch_element(self, provider: str, element: object) -> None:
+        try:
+            events = self.events_of(element)
+        except Exception as exc:  # one unreadable event: keep it, the rest still apply
+            logger.warning("%s webhook event quarantined: %s", provider, _describe(exc))
+            _quarantine(
+                provider,
+                _raw(element),
+                f"unreadable event: {_describe(exc)}",
+                event_id=self.element_id(element),
+            )
+            return
+        for event in events:
+            self.signal.send(sender=self.__class__, event=event, esp_name=self.esp_name)
+
+    def elements(self, request: HttpRequest) -> list[object]:
+        raise NotImplementedError
+
+    def events_of(self, element: object) -> list[AnymailTrackingEvent]:
+        raise NotImplementedError
+
+    def element_id(self, element: object) -> str:
+        """The provider's id of an element that could not be converted, if it has one."""
+        return ""
+
+
+class SendGridTrackingView(QuarantiningWebhookView, SendGridTrackingWebhookView):
+    def elements(self, request: HttpRequest) -> list[object]:
+        batch = json.loads(request.body.decode("utf-8"))
+        if not isinstance(batch, list):
+            raise ValueError(f"expected a JSON array of events, got {type(batch).__name__}")
+        return batch
+
+    def events_of(self, element: object) -> list[AnymailTrackingEvent]:
+        return [self.esp_to_anymail_event(_object(element))]
+
+    def element_id(self, element: object) -> str:
+        return str(element.get("sg_event_id") or "") if isinstance(element, dict) else ""
+
+
+class PostmarkTrackingView(QuarantiningWebhookView, PostmarkTrackingWebhookView):
+    def elements(self, request: HttpRequest) -> list[object]:
+        # Postmark posts one event per request.
+        return [_object(json.loads(request.body.decode("utf-8")))]
+
+    def events_of(self, element: object) -> list[AnymailTrackingEvent]:
+        return [self.esp_to_anymail_event(_object(element))]
+
+    def element_id(self, element: object) -> str:
+        return str(element.get("ID") or "") if isinstance(element, dict) else ""
+
+
+class MailgunTrackingView(QuarantiningWebhookView, MailgunTrackingWebhookView):
+    def elements(self, request: HttpRequest) -> list[object]:
+        if request.content_type == "application/json":
+            # One event per post; its signature block was read (so it is an object) and checked.
+            return [json.loads(request.body.decode("utf-8"))]
+        return [request.POST]  # the legacy form posts
+
+    def events_of(self, element: object) -> list[AnymailTrackingEvent]:
+        if isinstance(element, QueryDict):
+            return [self.mailgun_legacy_to_anymail_event(element)]
+        return [self.esp_to_anymail_event(_object(element))]
+
+    def element_id(self, element: object) -> str:
+        data = element.get("event-data") if isinstance(element, dict) else None
+        return str(data.get("id") or "") if isinstance(data, dict) else ""
+
+
+class SESTrackingView(QuarantiningWebhookView, AmazonSESTrackingWebhookView):
     """Anymail's SES view, with the SNS topic checked and subscriptions confirmed without boto3.
 
     Anymail confirms SNS subscriptions through boto3; a GET of the SubscribeURL is what SNS
@@ -312,7 +439,16 @@ class SESTrackingView(AmazonSESTrackingWebhookView):
         # The parent's __init__ sets up boto3 clients, needed only for inbound mail from S3.
         self.auto_confirm_enabled = bool(settings.AMAZON_SES_SNS_TOPIC_ARNS)
         self.session_params, self.client_params = {}, {}
+        self.sns_message: dict = {}
         AnymailBaseWebhookView.__init__(self, **kwargs)
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if self.basic_auth and not request.META.get("HTTP_AUTHORIZATION"):
+            # SNS sends the credentials of its endpoint URL only after a 401 challenge.
+            response = HttpResponse(status=401)
+            response["WWW-Authenticate"] = 'Basic realm="Anymail WEBHOOK_SECRET"'
+            return response
+        return super().post(request, *args, **kwargs)
 
     def validate_request(self, request: Any) -> None:
         message = self._parse_sns_message(request)
@@ -325,6 +461,23 @@ class SESTrackingView(AmazonSESTrackingWebhookView):
             except sns.InvalidSNSMessage as exc:
                 raise AnymailWebhookValidationFailure(str(exc)) from exc
 
+    def elements(self, request: HttpRequest) -> list[object]:
+        self.sns_message = self._parse_sns_message(request)
+        kind = self.sns_message.get("Type")
+        if kind == "SubscriptionConfirmation":
+            self.auto_confirm_sns_subscription(self.sns_message)
+            return []
+        text = self.sns_message.get("Message")
+        if kind != "Notification" or text == SNS_TOPIC_VALIDATED:
+            return []  # UnsubscribeConfirmation and the topic's greeting carry no event
+        return [json.loads(text)]
+
+    def events_of(self, element: object) -> list[AnymailTrackingEvent]:
+        return self.esp_to_anymail_events(_object(element), self.sns_message)
+
+    def element_id(self, element: object) -> str:
+        return str(self.sns_message.get("MessageId") or "")
+
     def auto_confirm_sns_subscription(self, sns_message: dict) -> None:
         url = sns_message.get("SubscribeURL", "")
         if not sns.is_sns_url(url):
@@ -332,3 +485,29 @@ class SESTrackingView(AmazonSESTrackingWebhookView):
         with urlopen(url, timeout=10) as response:  # noqa: S310 (https to AWS, checked above)
             response.read()
         logger.info("confirmed the SNS subscription to %s", sns_message.get("TopicArn"))
+
+
+def provider_name(esp_name: str) -> str:
+    return PROVIDERS.get(esp_name, esp_name.lower().replace(" ", "_"))
+
+
+def _object(element: object) -> dict:
+    if not isinstance(element, dict):
+        raise ValueError(f"expected a JSON object, got {type(element).__name__}")
+    return element
+
+
+def _raw(element: object) -> str:
+    if isinstance(element, QueryDict):
+        element = dict(element.lists())
+    return json.dumps(element, default=str, sort_keys=True)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:1000]
+
+
+def _quarantine(provider: str, raw: bytes | str, reason: str, event_id: str = "") -> None:
+    intake.quarantine(
+        raw, source="webhook", provider=provider, reason=reason, event_id=event_id[:255]
+    )

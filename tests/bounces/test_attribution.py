@@ -99,3 +99,19 @@ def test_a_provider_event_is_attributed_by_message_id_then_by_address(owner) -> 
 
     assert by_id.delivery == delivery
     assert by_address.delivery is None and by_address.subscriber == delivery.subscriber
+
+
+def test_a_returned_confirmation_mail_is_attributed_to_its_account(owner) -> None:  # noqa: ANN001
+    # Transactional mail has no delivery row: its return path names the account alone, so an
+    # address known to two accounts still goes to the one whose mail bounced.
+    from lists.models import Subscriber
+    from sending import verp
+
+    mine = Subscriber.objects.create(account=owner, email="ann@reader.example")
+    Subscriber.objects.create(account=UserFactory(), email="ann@reader.example")
+    return_path = verp.message_address(owner.id, verp.message_ref("confirm", "1"), "example.com")
+    raw = message("dsn_user_unknown.eml", recipient="ann@reader.example")
+
+    [event] = intake.record_message(raw, source="pipe", envelope_recipient=return_path)
+
+    assert event.account == owner and event.subscriber == mine and event.delivery is None

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from string import Template
+
 import pytest
 
 from bounces import intake, parse
-from bounces.models import BounceEvent, QuarantinedMessage
+from bounces.models import BounceEvent, QuarantinedMessage, ReturnedMessage
 from lists.models import Subscription
-from tests.bounces.returned import message, raw_file, sent_to, verp_address
+from tests.bounces.returned import MESSAGES, message, raw_file, sent_to, verp_address
 
 pytestmark = pytest.mark.django_db
 
@@ -22,7 +24,7 @@ def test_a_hard_bounce_is_stored_with_its_raw_message_and_suppresses(owner) -> N
     assert (event.bounce_class, event.status_code, event.reply_code) == ("hard", "5.1.1", "550")
     assert event.delivery == delivery and event.account == owner and event.applied
     assert event.receiving_domain == "reader.example"
-    assert "User unknown in virtual" in event.raw and "User unknown" in event.diagnostic
+    assert "User unknown in virtual" in event.raw_text() and "User unknown" in event.diagnostic
     subscription = Subscription.objects.get(subscriber=delivery.subscriber)
     assert subscription.status == "bounced"
     assert "5.1.1" in subscription.changes.get().note
@@ -102,3 +104,35 @@ def test_quarantine_keeps_text_payloads_as_bytes(db) -> None:  # noqa: ANN001
     kept = intake.quarantine('{"event": "?"}', source="webhook", provider="ses", reason="bad")
     kept.refresh_from_db()
     assert kept.raw_text() == '{"event": "?"}' and kept.provider == "ses"
+
+
+def many_recipients(count: int) -> bytes:
+    """One DSN with a delivery-status block per recipient (a mail loop, an exploded alias)."""
+    block = Template((MESSAGES / "dsn_recipient_block.txt").read_text())
+    blocks = "".join(block.substitute(n=n) for n in range(count))
+    return Template(raw_file("dsn_many_recipients.eml").decode()).substitute(blocks=blocks).encode()
+
+
+def test_a_message_is_stored_once_however_many_recipients_it_lists(db) -> None:  # noqa: ANN001
+    raw = many_recipients(3)
+
+    events = intake.record_message(raw, source="pipe")
+
+    assert len(events) == 3
+    returned = ReturnedMessage.objects.get()
+    assert bytes(returned.raw) == raw and returned.note == ""
+    assert set(BounceEvent.objects.values_list("message", "raw")) == {(returned.id, "")}
+    assert "user2@reader.example" in BounceEvent.objects.first().raw_text()
+
+
+def test_the_recipients_taken_from_one_message_are_capped_and_the_rest_counted(db) -> None:  # noqa: ANN001
+    raw = many_recipients(2000)
+
+    events = intake.record_message(raw, source="pipe")
+
+    assert len(events) == intake.MAX_RECIPIENTS_PER_MESSAGE == 500
+    returned = ReturnedMessage.objects.get()
+    assert (returned.recipients_found, returned.recipients_recorded) == (2000, 500)
+    assert "1500 were not" in returned.note
+    # The database holds the message once, not once per event.
+    assert sum(len(raw) for raw in BounceEvent.objects.values_list("raw", flat=True)) == 0

@@ -69,3 +69,18 @@ def test_the_smtp_receiver_stores_and_quarantines(owner, receiver) -> None:  # n
     assert BounceEvent.objects.get().bounce_class == "complaint"
     kept = QuarantinedMessage.objects.get()
     assert kept.source == "lmtp" and kept.envelope_recipient == "bounces@mailpanel.example"
+
+
+@pytest.mark.parametrize("receiver", ["smtp"], indirect=True)
+def test_an_smtp_resend_after_a_temporary_failure_stores_nothing_twice(owner, receiver) -> None:  # noqa: ANN001
+    # SMTP has one reply for all recipients: after a 451 for one, the MTA resends to all.
+    ann = sent_to(owner, "ann@reader.example")
+    bob = sent_to(owner, "bob@reader.example", campaign=ann.campaign)
+    raw = crlf(message("dsn_user_unknown.eml", recipient="someone@reader.example"))
+
+    for _ in range(2):
+        with smtplib.SMTP("127.0.0.1", receiver, timeout=20) as smtp:
+            assert smtp.sendmail("", [verp_address(ann), verp_address(bob)], raw) == {}
+
+    events = BounceEvent.objects.order_by("delivery_id")
+    assert [e.delivery_id for e in events] == [ann.id, bob.id]

@@ -82,15 +82,16 @@ def test_the_admin_pages_of_the_bounce_models_open(operator_client, owner) -> No
     raw = message("dsn_blocklisted.eml", recipient="ann@reader.example")
     intake.record_message(raw, source="pipe", envelope_recipient=verp_address(delivery))
     for model in ("bounceevent", "bouncemailbox", "suppressionpolicy", "sendersidecounter",
-                  "sendersidealert", "quarantinedmessage"):  # fmt: skip
+                  "sendersidealert", "quarantinedmessage", "returnedmessage"):  # fmt: skip
         assert operator_client.get(reverse(f"admin:bounces_{model}_changelist")).status_code == 200
     event = BounceEvent.objects.get()
-    assert (
-        operator_client.get(
-            reverse("admin:bounces_bounceevent_change", args=[event.pk])
-        ).status_code
-        == 200
-    )
+    for url in (
+        reverse("admin:bounces_bounceevent_change", args=[event.pk]),
+        reverse("admin:bounces_returnedmessage_change", args=[event.message_id]),
+    ):
+        response = operator_client.get(url)
+        # The returned message, stored once, is shown whole to operators.
+        assert response.status_code == 200 and "Reporting-MTA" in response.content.decode()
 
 
 def test_the_mailbox_password_is_write_only(operator_client) -> None:  # noqa: ANN001

@@ -131,7 +131,7 @@ def test_a_sender_side_refusal_never_suppresses_but_is_counted_and_alerts(
     owner, operator, settings, django_capture_on_commit_callbacks
 ) -> None:  # noqa: ANN001
     settings.ADMINS = [("Ops", "ops@mailpanel.example")]
-    SuppressionPolicy.objects.create(account=owner, sender_side_alert_threshold=2)
+    settings.BOUNCE_SENDER_SIDE_ALERT_THRESHOLD = 2
     relay = Relay.objects.create(name="r1", host="127.0.0.1", port=25, security="none")
     one = sent_to(owner, "ann@reader.example", relay=relay)
     two = sent_to(owner, "bob@reader.example", relay=relay, campaign=one.campaign)

@@ -102,8 +102,8 @@ def test_a_replayed_mailgun_event_applies_once(client) -> None:  # noqa: ANN001
 # SendGrid: batches of events, basic auth.
 
 
-def sendgrid_post(client, credentials: str = SECRET):  # noqa: ANN001, ANN201
-    body = (PAYLOADS / "sendgrid_batch.json").read_text()
+def sendgrid_post(client, credentials: str = SECRET, name: str = "sendgrid_batch.json"):  # noqa: ANN001, ANN201
+    body = (PAYLOADS / name).read_bytes()
     return client.post(
         "/webhooks/sendgrid/tracking/", body, content_type="application/json",
         **basic_auth(credentials),
@@ -211,17 +211,18 @@ def signed(body: dict, key: rsa.RSAPrivateKey = SNS_KEY) -> dict:
 
 def sns_post(  # noqa: ANN201
     client,  # noqa: ANN001
-    message: dict,
+    message: dict | str,
     topic: str = TOPIC,
     auth: bool = True,
     key: rsa.RSAPrivateKey = SNS_KEY,
 ):
+    text = message if isinstance(message, str) else json.dumps(message)
     body = {
         "Type": "Notification",
-        "MessageId": hashlib.sha256(json.dumps(message).encode()).hexdigest()[:36],
+        "MessageId": hashlib.sha256(text.encode()).hexdigest()[:36],
         "TopicArn": topic,
         "Subject": "Amazon SES Email Event Notification",
-        "Message": json.dumps(message),
+        "Message": text,
         "Timestamp": "2026-03-26T17:58:59.675Z",
     }
     body = signed(body, key)
@@ -322,3 +323,138 @@ def test_sns_subscription_pointing_elsewhere_is_not_followed(client) -> None:  #
         )
     assert response.status_code == 400 and other_topic.status_code == 400
     confirm.assert_not_called()
+
+
+# A bad event in a post that passed the check: quarantined, the rest applied, answered 200.
+# Broken bodies are in webhooks/broken/.
+
+
+def quarantined() -> list[tuple[str, str]]:
+    return sorted(QuarantinedMessage.objects.values_list("provider", "reason"))
+
+
+def test_sendgrid_events_anymail_cannot_read_are_quarantined_and_the_rest_apply(client) -> None:  # noqa: ANN001
+    assert sendgrid_post(client, name="sendgrid_batch_broken.json").status_code == 200
+    assert events() == [
+        ("sendgrid", "complainer@test.com", "complaint", ""),
+        ("sendgrid", "example@test.com", "hard", "5.0.0"),
+    ]
+    kept = {bytes(q.raw).decode(): q.reason for q in QuarantinedMessage.objects.all()}
+    assert len(kept) == 3 and all(reason.startswith("unreadable event") for reason in kept.values())
+    assert "null" in kept and '"bounce"' in kept
+    [late] = [json.loads(raw) for raw in kept if raw.startswith("{")]
+    assert late["timestamp"] == "yesterday"
+
+
+def test_a_replayed_broken_sendgrid_batch_applies_and_is_quarantined_once(client) -> None:  # noqa: ANN001
+    sendgrid_post(client, name="sendgrid_batch_broken.json")
+    assert sendgrid_post(client, name="sendgrid_batch_broken.json").status_code == 200
+    assert BounceEvent.objects.count() == 2
+    # The element with an event id is kept once; null and "bounce" have no id to know them by.
+    assert (
+        QuarantinedMessage.objects.filter(provider_event_id="Ag4ZI7SA-bad-timestamp==").count() == 1
+    )
+
+
+@pytest.mark.parametrize(
+    "name", ["json_object.json", "not_json.txt", "latin1.json", "json_null.json"]
+)
+def test_a_sendgrid_body_that_is_not_a_batch_is_quarantined_whole(client, name: str) -> None:  # noqa: ANN001
+    assert sendgrid_post(client, name=f"broken/{name}").status_code == 200
+    kept = QuarantinedMessage.objects.get()
+    assert bytes(kept.raw) == (PAYLOADS / "broken" / name).read_bytes()
+    assert (kept.provider, kept.source) == ("sendgrid", "webhook")
+    assert kept.reason.startswith("unreadable post")
+    assert BounceEvent.objects.count() == 0
+
+
+def test_a_broken_sendgrid_body_without_credentials_is_refused_unread(client) -> None:  # noqa: ANN001
+    assert sendgrid_post(client, "esp:guessed", name="broken/not_json.txt").status_code == 400
+    assert QuarantinedMessage.objects.count() == 0
+
+
+def test_an_unknown_sendgrid_event_replayed_is_quarantined_once(client) -> None:  # noqa: ANN001
+    for _ in range(3):
+        assert sendgrid_post(client, name="sendgrid_unknown_event.json").status_code == 200
+    kept = QuarantinedMessage.objects.get()
+    assert kept.provider_event_id == "Bg4ZI7SA-unknown-type=="
+    assert "unexpected event type" in kept.reason
+
+
+def postmark_post(client, body: bytes, **auth: str):  # noqa: ANN001, ANN201
+    return client.post(
+        "/webhooks/postmark/tracking/", body, content_type="application/json",
+        **(auth or basic_auth()),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["not_json.txt", "json_array_of_numbers.json", "latin1.json"])
+def test_a_postmark_body_that_is_not_an_event_is_quarantined_whole(client, name: str) -> None:  # noqa: ANN001
+    body = (PAYLOADS / "broken" / name).read_bytes()
+    assert postmark_post(client, body).status_code == 200
+    kept = QuarantinedMessage.objects.get()
+    assert bytes(kept.raw) == body and kept.provider == "postmark"
+    assert kept.reason.startswith("unreadable post")
+
+
+def test_a_postmark_event_anymail_cannot_read_is_quarantined_once(client) -> None:  # noqa: ANN001
+    body = (PAYLOADS / "postmark_bad_date.json").read_bytes()
+    for _ in range(2):
+        assert postmark_post(client, body).status_code == 200
+    kept = QuarantinedMessage.objects.get()
+    assert kept.provider_event_id == "4323372036854775001"
+    assert kept.reason.startswith("unreadable event: TypeError")
+
+
+def test_a_mailgun_event_anymail_cannot_read_is_quarantined(client) -> None:  # noqa: ANN001
+    assert mailgun_post(client, "mailgun_event_without_type.json").status_code == 200
+    kept = QuarantinedMessage.objects.get()
+    assert (kept.provider, kept.provider_event_id) == ("mailgun", "mg-no-event-type")
+    assert json.loads(bytes(kept.raw))["event-data"]["severity"] == "permanent"
+    assert BounceEvent.objects.count() == 0
+
+
+@pytest.mark.parametrize("name", ["not_json.txt", "json_array_of_numbers.json", "latin1.json"])
+def test_a_mailgun_body_whose_signature_cannot_be_read_is_refused(client, name: str) -> None:  # noqa: ANN001
+    # Mailgun's signature is inside the body: one that cannot be read is not authentic.
+    body = (PAYLOADS / "broken" / name).read_bytes()
+    response = client.post(
+        "/webhooks/mailgun/tracking/", body, content_type="application/json", **basic_auth()
+    )
+    assert response.status_code == 400
+    assert QuarantinedMessage.objects.count() == 0 and BounceEvent.objects.count() == 0
+
+
+@pytest.mark.parametrize("message", ["{{{", "[1, 2]", "null"])
+def test_a_signed_sns_notification_whose_message_is_not_an_event_is_quarantined(
+    client,  # noqa: ANN001
+    message: str,
+) -> None:
+    response = sns_post(client, message)
+    assert response.status_code == 200
+    kept = QuarantinedMessage.objects.get()
+    assert kept.provider == "ses" and kept.reason.startswith("unreadable")
+    assert BounceEvent.objects.count() == 0
+
+
+def test_an_ses_event_anymail_cannot_read_is_quarantined_and_the_next_applies(client) -> None:  # noqa: ANN001
+    broken = load("ses_bounce.json")
+    broken["bounce"]["bouncedRecipients"] = [{"status": "5.1.1"}]  # no emailAddress
+    assert sns_post(client, broken).status_code == 200
+    assert sns_post(client, load("ses_transient.json")).status_code == 200
+    assert QuarantinedMessage.objects.get().reason.startswith("unreadable event")
+    assert events() == [("ses", "mary@example.com", "soft", "4.2.2")]
+
+
+@pytest.mark.parametrize("name", ["not_json.txt", "json_array_of_numbers.json", "latin1.json"])
+def test_an_sns_body_that_cannot_be_verified_is_refused(client, name: str) -> None:  # noqa: ANN001
+    response = client.post(
+        "/webhooks/amazon_ses/tracking/",
+        (PAYLOADS / "broken" / name).read_bytes(),
+        content_type="text/plain",
+        HTTP_X_AMZ_SNS_MESSAGE_TYPE="Notification",
+        HTTP_X_AMZ_SNS_MESSAGE_ID="x",
+        **basic_auth(),
+    )
+    assert response.status_code == 400
+    assert QuarantinedMessage.objects.count() == 0
