@@ -9,7 +9,7 @@ from django.utils.html import format_html, format_html_join
 
 from lists import addresses
 from sending import domains, nodes, relays
-from sending.models import Node, Relay, SendingDomain
+from sending.models import Node, RecipientDomainLimit, Relay, SendingDomain
 
 
 class RelayForm(forms.ModelForm):
@@ -168,6 +168,7 @@ class NodeAdmin(admin.ModelAdmin):
         "queues",
         "concurrency",
         "activity",
+        "messages_sent",
         "messages_per_second",
         "heartbeat_at",
         "version",
@@ -195,3 +196,24 @@ class NodeAdmin(admin.ModelAdmin):
         for node in queryset:
             nodes.set_enabled(node, True)
         self.message_user(request, f"{queryset.count()} node(s) will take send work again.")
+
+
+class RecipientDomainLimitForm(forms.ModelForm):
+    class Meta:
+        model = RecipientDomainLimit
+        fields = ("domain", "per_minute", "enabled")
+
+    def clean_domain(self) -> str:
+        try:
+            return addresses.normalise_domain(self.cleaned_data["domain"])
+        except addresses.InvalidAddress as exc:
+            raise forms.ValidationError(str(exc)) from exc
+
+
+@admin.register(RecipientDomainLimit)
+class RecipientDomainLimitAdmin(admin.ModelAdmin):
+    form = RecipientDomainLimitForm
+    list_display = ("domain", "per_minute", "enabled")
+    list_editable = ("per_minute", "enabled")
+    list_filter = ("enabled",)
+    search_fields = ("domain",)

@@ -7,4 +7,4 @@ class SendingConfig(AppConfig):
     name = "sending"
 
     def ready(self) -> None:
-        from sending import signals  # noqa: F401  (connects the worker lifecycle hooks)
+        from sending import checks, signals  # noqa: F401  (system checks, worker lifecycle hooks)

@@ -10,11 +10,9 @@ dispatcher turns into UNKNOWN: never sent twice.
 from __future__ import annotations
 
 import functools
-import itertools
 import logging
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cache
 
@@ -28,9 +26,11 @@ from bounces import intake
 from campaigns import audience, merge
 from campaigns.models import Campaign
 from lists.models import MailingList, Subscription
-from sending import domains, message, smtp, verp
-from sending.models import Delivery, Relay, SendBatch, SendingDomain
-from sending.ratelimit import TokenBucket
+from sending import domains, message, nodes, pacing, smtp, verp
+from sending import relays as relay_health
+from sending.models import Delivery, RecipientDomainLimit, Relay, SendBatch, SendingDomain
+from sending.ratelimit import DomainLimits, TokenBucket
+from stats.events import Event, domain_of, record_many
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +38,9 @@ DStatus = Delivery.Status
 # What sending reads of a delivery and its subscriber: half the cost of whole rows
 # (the subscriber's consent record and the delivery's old reply stay in the database).
 DELIVERY_FIELDS = (
-    "id", "campaign_id", "subscriber_id", "batch_id", "status", "attempts", "next_attempt_at",
-    "subscriber__id", "subscriber__email", "subscriber__name", "subscriber__fields",
+    "id", "campaign_id", "subscriber_id", "batch_id", "relay_id", "status", "attempts",
+    "next_attempt_at", "subscriber__id", "subscriber__email", "subscriber__domain",
+    "subscriber__name", "subscriber__fields",
 )  # fmt: skip
 RETRY_DELAYS = [timedelta(minutes=m) for m in (5, 15, 60, 180, 360)]
 
@@ -189,9 +190,14 @@ def _redis() -> redis.Redis | None:
     return redis.Redis.from_url(settings.REDIS_URL) if settings.REDIS_URL else None
 
 
-def _bucket(relay: Relay) -> TokenBucket | None:
+def _domain_limits() -> DomainLimits | None:
+    """The operators' per-recipient-domain limits (read per batch: an edit in the admin
+    reaches the next batch); None without Redis or without limits."""
     client = _redis()
-    return TokenBucket(client, f"relay:{relay.id}", relay.rate_per_second) if client else None
+    if client is None:
+        return None
+    per_minute = dict(RecipientDomainLimit.objects.active().values_list("domain", "per_minute"))
+    return DomainLimits(client, per_minute) if per_minute else None
 
 
 def _pick_relay(campaign: Campaign, avoid: set[int]) -> Relay | None:
@@ -217,8 +223,15 @@ class Totals:
     skipped: int = 0
 
 
-def _campaign_status(campaign_id: int) -> str:
-    return Campaign.objects.filter(id=campaign_id).values_list("status", flat=True).first() or ""
+@dataclass
+class ChunkResult:
+    """Outcomes of the messages handed to SMTP, the recipients held back by their
+    domain's limit (with the seconds until they are due), and those not handed out
+    because the campaign was paused or cancelled meanwhile."""
+
+    results: list[tuple[Delivery, smtp.Outcome, Relay | None]] = field(default_factory=list)
+    held: list[tuple[Delivery, float]] = field(default_factory=list)
+    unsent: list[Delivery] = field(default_factory=list)
 
 
 def _still_sendable(campaign: Campaign, chunk: list[Delivery]) -> list[Delivery]:
@@ -230,9 +243,13 @@ def _still_sendable(campaign: Campaign, chunk: list[Delivery]) -> list[Delivery]
     return [d for d in chunk if d.subscriber_id in live]
 
 
-def _record(results: list[tuple[Delivery, smtp.Outcome, Relay]]) -> Totals:
+def _record(chunk: ChunkResult, prepared: Prepared, lists_of: dict) -> Totals:
+    results = chunk.results
     totals = Totals()
     now = timezone.now()
+    _give_back(chunk.unsent)
+    _hold(chunk.held, now)
+    totals.deferred += len(chunk.held)
     sent_by_relay: dict[int, list[int]] = {}
     others = []
     for delivery, outcome, relay in results:
@@ -265,7 +282,61 @@ def _record(results: list[tuple[Delivery, smtp.Outcome, Relay]]) -> Totals:
         )
         # A 5xx at our relay is a bounce like any returned message: same rules, same record.
         intake.record_smtp_failures([d for d in others if d.status == DStatus.FAILED])
+    _log_outcomes(results, prepared, lists_of, now)
     return totals
+
+
+def _give_back(unsent: list[Delivery]) -> None:
+    """Recipients a pause or cancel kept from SMTP go back to what they were (queued, or
+    deferred and due), so a resumed batch sends them: marked SENDING they would be lost."""
+    for status in (DStatus.QUEUED, DStatus.DEFERRED):
+        ids = [d.id for d in unsent if d.status == status]
+        if ids:
+            Delivery.objects.filter(id__in=ids, status=DStatus.SENDING).update(status=status)
+
+
+def _hold(held: list[tuple[Delivery, float]], now: object) -> None:
+    """Recipients over their domain's limit wait a little: deferred without counting an
+    attempt, due again when the domain has room for them."""
+    for delivery, delay in held:
+        delivery.status, delivery.smtp_code = DStatus.DEFERRED, None
+        delivery.next_attempt_at = now + timedelta(seconds=delay)
+        delivery.smtp_response = f"waiting for the per-domain limit of {delivery.subscriber.domain}"
+    if held:
+        Delivery.objects.bulk_update(
+            [d for d, _ in held], ["status", "smtp_code", "smtp_response", "next_attempt_at"]
+        )
+
+
+_LOGGED = {smtp.SENT: "sent", smtp.FAILED: "failed", smtp.UNKNOWN: "unknown"}
+
+
+def _log_outcomes(
+    results: list[tuple[Delivery, smtp.Outcome, Relay | None]],
+    prepared: Prepared,
+    lists_of: dict,
+    now: object,
+) -> None:
+    """The chunk's final outcomes in the event log and campaign counters: one COPY and a
+    couple of upserts for the whole chunk (deferred messages are not final yet)."""
+    account_id, campaign_id = prepared.campaign.account_id, prepared.campaign.pk
+    first_list = next(iter(prepared.lists), None)
+    rows = [
+        Event(
+            kind=_LOGGED[outcome.status],
+            occurred_at=now,
+            account_id=account_id,
+            campaign_id=campaign_id,
+            mailing_list_id=lists_of.get(d.subscriber_id, first_list),
+            subscriber_id=d.subscriber_id,
+            delivery_id=d.id,
+            relay_id=relay.id if relay else None,
+            recipient_domain=domain_of(d.subscriber.email),
+        )
+        for d, outcome, relay in results
+        if outcome.status in _LOGGED
+    ]
+    record_many(rows)
 
 
 def _recipient(prepared: Prepared, delivery: Delivery, list_id: int) -> message.Recipient:
@@ -302,40 +373,66 @@ def run_batch(batch_id: int, node: str) -> Totals | None:
     if campaign.status != Campaign.Status.SENDING:
         _park(batch) if campaign.status == Campaign.Status.PAUSED else _finish(batch)
         return Totals()
+    nodes.activity.doing(f"batch {batch.id} of campaign {campaign.pk} “{campaign.name}”")
+    try:
+        return _run(batch, campaign)
+    finally:
+        nodes.activity.doing("")
+
+
+def _run(batch: SendBatch, campaign: Campaign) -> Totals:
     prepared = _prepare(campaign)
     deliveries = take_recipients(batch, campaign)
     lists_of = _lists_of(campaign, [d.subscriber_id for d in deliveries], list(prepared.lists))
+    control = pacing.Control(batch.id, campaign.id)
+    limits = _domain_limits()
     totals = Totals()
     chunk_size = settings.SEND_CHUNK_SIZE
     failed_relays: set[int] = set()
     for start in range(0, len(deliveries), chunk_size):
-        status = _campaign_status(campaign.id)
-        if status != Campaign.Status.SENDING:
-            # Pause or cancel: stop between recipients; a paused batch is picked up later.
-            (_park if status == Campaign.Status.PAUSED else _finish)(batch)
-            return totals
-        SendBatch.objects.filter(id=batch.id).update(
-            lease_until=timezone.now() + timedelta(seconds=settings.SEND_BATCH_LEASE_SECONDS)
-        )
+        if not control.go_on():
+            break
         chunk = _still_sendable(campaign, deliveries[start : start + chunk_size])
         if not chunk:
             continue
-        done = _record(_send_chunk(prepared, chunk, lists_of, failed_relays))
+        sent = _send_chunk(prepared, chunk, lists_of, failed_relays, control, limits)
+        done = _record(sent, prepared, lists_of)
         for name in ("sent", "failed", "deferred", "unknown"):
             setattr(totals, name, getattr(totals, name) + getattr(done, name))
+    if control.stopped:
+        # Pause or cancel, seen between recipients: a paused batch is picked up later.
+        (_park if control.stopped == Campaign.Status.PAUSED else _finish)(batch)
+        return totals
     _finish(batch)
     return totals
 
 
-def _wait_for_tokens(relay: Relay, count: int) -> None:
-    bucket = _bucket(relay)
-    if bucket is None:
-        return
-    while count > 0:
-        grant = bucket.take(count)
-        count -= grant.granted
-        if count > 0:
-            time.sleep(max(grant.wait_seconds, 0.005))
+def _bucket(relay: Relay) -> TokenBucket | None:
+    client = _redis()
+    return TokenBucket(client, f"relay:{relay.id}", relay.rate_per_second) if client else None
+
+
+def claim_deliveries(chunk: list[Delivery]) -> list[Delivery]:
+    """Marks the chunk SENDING; returns the deliveries this batch got. A row another
+    batch took first is left to it: batches can overlap (a retry batch spans all of a
+    campaign's due deferred rows), and the conditional update decides, row by row."""
+    ids = [d.id for d in chunk]
+    sql = f"UPDATE {Delivery._meta.db_table} SET status = %s "  # noqa: S608 (table name)
+    if connection.vendor == "postgresql":
+        sql += "WHERE id = ANY(%s) AND status IN (%s, %s) RETURNING id"
+        params = [DStatus.SENDING, ids, DStatus.QUEUED, DStatus.DEFERRED]
+    else:
+        sql += f"WHERE id IN ({', '.join(['%s'] * len(ids))}) AND status IN (%s, %s) RETURNING id"
+        params = [DStatus.SENDING, *ids, DStatus.QUEUED, DStatus.DEFERRED]
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        claimed = {row[0] for row in cursor.fetchall()}
+    return [d for d in chunk if d.id in claimed]
+
+
+def _relay_to_avoid(delivery: Delivery) -> int | None:
+    # A retry goes through another relay than the one that deferred it, if there is one.
+    return delivery.relay_id if delivery.status == DStatus.DEFERRED else None
 
 
 def _send_chunk(
@@ -343,56 +440,89 @@ def _send_chunk(
     chunk: list[Delivery],
     lists_of: dict[int, int],
     failed_relays: set[int],
-) -> list[tuple[Delivery, smtp.Outcome, Relay | None]]:
-    """Marks the chunk SENDING, then hands each message to SMTP. A relay whose
-    connection fails is left for the rest of the batch and the message moves on to
-    the next relay; with none left, the message is deferred (retried later)."""
-    from sending import relays as relay_health
-
+    control: pacing.Control,
+    limits: DomainLimits | None,
+) -> ChunkResult:
+    """Marks the chunk SENDING, then hands each message to SMTP (see :func:`_send_via`).
+    With no relay left, a message is deferred (retried later)."""
     campaign = prepared.campaign
-    with transaction.atomic():
-        Delivery.objects.filter(id__in=[d.id for d in chunk]).update(status=DStatus.SENDING)
-    relay = _pick_relay(campaign, failed_relays)
-    if relay is not None:
-        _wait_for_tokens(relay, len(chunk))
+    chunk = claim_deliveries(chunk)
 
     def build(delivery: Delivery) -> bytes:
         list_id = lists_of.get(delivery.subscriber_id) or next(iter(prepared.lists))
         return prepared.factory.build(_recipient(prepared, delivery, list_id))
 
-    def items() -> Iterator[smtp.Item]:
-        # Each message is built when the connection asks for it (see send_many): only
-        # a few exist in memory at once.
-        for delivery in chunk:
-            sender = verp.address(delivery.id, prepared.bounce_domain)
-            yield delivery, sender, delivery.subscriber.email, functools.partial(build, delivery)
+    def item(delivery: Delivery) -> smtp.Item:
+        # The message is built when the connection asks for it (see send_many): only a
+        # few exist in memory at once.
+        sender = verp.address(delivery.id, prepared.bounce_domain)
+        return delivery, sender, delivery.subscriber.email, functools.partial(build, delivery)
 
+    groups: dict[int | None, list[Delivery]] = {}
+    for delivery in chunk:
+        groups.setdefault(_relay_to_avoid(delivery), []).append(delivery)
     outcomes: dict[int, tuple[Delivery, smtp.Outcome, Relay | None]] = {}
-    todo: Iterator[smtp.Item] = items()
+    result = ChunkResult()
+    for avoid, group in groups.items():
+        if control.stopped:
+            result.unsent += group
+            continue
+        relay = _pick_relay(campaign, failed_relays | {avoid}) if avoid else None
+        relay = relay or _pick_relay(campaign, failed_relays)
+        if relay is None:
+            continue
+        feed = pacing.Feed(control, relay, _bucket(relay), limits, item, deque(group))
+        _send_via(campaign, feed, failed_relays, outcomes)
+        result.held += feed.held
+        if control.stopped:
+            result.unsent += feed.unsent()
+    kept = {d.id for d, _ in result.held} | {d.id for d in result.unsent}
+    nobody = smtp.Outcome(smtp.DEFERRED, None, "no relay could take the message")
+    result.results = [outcomes.get(d.id, (d, nobody, None)) for d in chunk if d.id not in kept]
+    for used in {
+        r.id: r for _, o, r in result.results if r is not None and o.status == smtp.SENT
+    }.values():
+        if used.id not in failed_relays:
+            relay_health.record_success(used)
+    return result
+
+
+def _send_via(
+    campaign: Campaign,
+    feed: pacing.Feed,
+    failed_relays: set[int],
+    outcomes: dict[int, tuple[Delivery, smtp.Outcome, Relay | None]],
+) -> None:
+    """Sends the feed's recipients through its relay. A relay whose connection fails, or
+    that answers 4xx over and over, is left for the rest of the batch and cools down; the
+    rest moves to the next relay. Returns when the feed is empty, paused or relay-less."""
+    relay: Relay | None = feed.relay
     while relay is not None:
         try:
-            for delivery, outcome in smtp.pool.get(relay).send_many(todo):
+            for delivery, outcome in smtp.pool.get(relay).send_many(feed.items()):
                 outcomes[delivery.id] = (delivery, outcome, relay)
-            break
+                feed.answered(outcome)
+                if outcome.status == smtp.SENT:
+                    nodes.activity.sent()  # the node's rate, shown by its heartbeat
         except (smtp.ConnectionLost, OSError) as exc:
             smtp.pool.discard(relay)
             lost = exc.unknown if isinstance(exc, smtp.ConnectionLost) else []
-            unsent = exc.unsent if isinstance(exc, smtp.ConnectionLost) else []
             for delivery, outcome in lost:
                 outcomes[delivery.id] = (delivery, outcome, relay)
-            todo = itertools.chain(unsent, todo)
+            feed.put_back(exc.unsent if isinstance(exc, smtp.ConnectionLost) else [])
             if lost:
                 # The relay took the message and then the connection went: it is not
                 # the relay that failed, so reconnect to it.
                 continue
             relay_health.record_failure(relay, str(exc))
-            failed_relays.add(relay.id)
             logger.warning("relay %s failed: %s; moving on", relay.name, exc)
-            relay = _pick_relay(campaign, failed_relays)
-    nobody = smtp.Outcome(smtp.DEFERRED, None, "no relay could take the message")
-    results = [outcomes.get(d.id, (d, nobody, None)) for d in chunk]
-    for used in {
-        r.id: r for _, o, r in results if r is not None and o.status == smtp.SENT
-    }.values():
-        relay_health.record_success(used)
-    return results
+        else:
+            if not feed.relay_in_trouble:
+                return
+            why = f"{pacing.TEMPFAILS_BEFORE_COOLDOWN} temporary failures in a row, the last: "
+            relay_health.record_failure(relay, why + feed.last_tempfail, at_once=True)
+            logger.warning("relay %s keeps answering 4xx; cooling it down", relay.name)
+        failed_relays.add(relay.id)
+        relay = _pick_relay(campaign, failed_relays)
+        if relay is not None:
+            feed.use(relay, _bucket(relay))

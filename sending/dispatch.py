@@ -19,6 +19,7 @@ from django.utils import timezone
 from campaigns import audience, scheduling
 from campaigns.models import Campaign
 from sending.models import Delivery, SendBatch
+from stats import events as stats_events
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +112,8 @@ def _tell_owner_late(campaign: Campaign) -> None:
         (
             f"Your campaign “{campaign.name}” was due at {campaign.send_at:%Y-%m-%d %H:%M} UTC, "
             "but mailpanel could not send it within its grace period. It is paused: open it "
-            "in the panel and resume it to send it now, or cancel it."
+            "in the panel and resume it to send it now, unschedule it to change it, or "
+            "cancel it. You will not be told again."
         ),
         None,
         [owner.email],
@@ -159,10 +161,7 @@ def requeue_expired(now: datetime) -> None:
             .values_list("id", flat=True)[:500]
         )
         if expired:
-            Delivery.objects.filter(batch_id__in=expired, status=Delivery.Status.SENDING).update(
-                status=Delivery.Status.UNKNOWN,
-                smtp_response="the worker stopped after handing the message to SMTP",
-            )
+            _mark_unknown(expired, now)
             SendBatch.objects.filter(id__in=expired).update(
                 status=Status.QUEUED, enqueued_at=now, node="", lease_until=None
             )
@@ -175,6 +174,34 @@ def requeue_expired(now: datetime) -> None:
         )
         SendBatch.objects.filter(id__in=waiting).update(enqueued_at=now)
         _enqueue_after_commit(expired + waiting)
+
+
+def _mark_unknown(batch_ids: list[int], now: datetime) -> None:
+    """Deliveries of dead batches that were handed to SMTP become UNKNOWN, and are
+    counted so in the event log (one read, one update and one COPY for them all)."""
+    lost = list(
+        Delivery.objects.filter(batch_id__in=batch_ids, status=Delivery.Status.SENDING).values_list(
+            "id", "campaign_id", "subscriber_id", "campaign__account_id", "subscriber__domain"
+        )
+    )
+    Delivery.objects.filter(id__in=[row[0] for row in lost], status=Delivery.Status.SENDING).update(
+        status=Delivery.Status.UNKNOWN,
+        smtp_response="the worker stopped after handing the message to SMTP",
+    )
+    stats_events.record_many(
+        [
+            stats_events.Event(
+                kind="unknown",
+                occurred_at=now,
+                delivery_id=delivery_id,
+                campaign_id=campaign_id,
+                subscriber_id=subscriber_id,
+                account_id=account_id,
+                recipient_domain=domain,
+            )  # fmt: skip
+            for delivery_id, campaign_id, subscriber_id, account_id, domain in lost
+        ]
+    )
 
 
 def retry_deferred(now: datetime) -> None:

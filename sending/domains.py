@@ -10,7 +10,9 @@ from dataclasses import asdict, dataclass
 
 import dns.exception
 import dns.resolver
+from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from lists import addresses
@@ -149,11 +151,62 @@ def check_dns(
         ok = any(t.upper().startswith("V=DMARC1") for t in dmarc)
         items.append(CheckItem("DMARC", ok, "in place" if ok else "no v=DMARC1 record"))
 
-    dkim_ok = all(item.ok for item in items if item.name.startswith("DKIM"))
     SendingDomain.objects.filter(id=domain.id).update(
         last_check={"items": [asdict(i) for i in items]},
         last_checked_at=timezone.now(),
-        verified_at=(domain.verified_at or timezone.now()) if dkim_ok else None,
+        verified_at=_verified_at(domain, [i for i in items if i.name.startswith("DKIM")]),
     )
     domain.refresh_from_db()
     return items
+
+
+def _verified_at(domain: SendingDomain, dkim_items: list[CheckItem]) -> object:
+    if all(item.ok for item in dkim_items):
+        return domain.verified_at or timezone.now()
+    if any(item.ok is None for item in dkim_items) and not any(
+        item.ok is False for item in dkim_items
+    ):
+        # The lookup failed, which says nothing about the record: a DNS timeout must
+        # not stop the campaigns of a domain that was verified.
+        return domain.verified_at
+    return None
+
+
+def domain_of(address: str) -> str:
+    return address.rpartition("@")[2].strip().strip(">").lower()
+
+
+def signing_domain(from_email: str, account_id: int | None) -> SendingDomain | None:
+    """The verified domain whose keys sign mail from this address for this account:
+    the account's own before an operators' one; None when there is none."""
+    return (
+        SendingDomain.objects.usable_by(account_id)
+        .filter(domain=domain_of(from_email))
+        .order_by(F("account").asc(nulls_last=True))
+        .first()
+    )
+
+
+def verified_sender_required() -> bool:
+    return settings.REQUIRE_VERIFIED_SENDER_DOMAIN
+
+
+def sender_allowed(from_email: str, account_id: int | None) -> bool:
+    """Whether campaigns of the account may send from this address (always, unless
+    REQUIRE_VERIFIED_SENDER_DOMAIN is on)."""
+    if not verified_sender_required():
+        return True
+    return bool(from_email) and signing_domain(from_email, account_id) is not None
+
+
+def sender_errors(from_email: str, account_id: int | None) -> list[str]:
+    """Why a campaign may not be scheduled with this sender, empty when it may."""
+    if sender_allowed(from_email, account_id):
+        return []
+    if not from_email:
+        return ["Choose a sender address on a verified sending domain."]
+    return [
+        f"The sender address {from_email} is on {domain_of(from_email)}, which is not a "
+        "verified sending domain. Add the domain under Account settings › Sending domains, "
+        "publish its DKIM record in DNS and press “Check DNS”."
+    ]

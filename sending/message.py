@@ -80,6 +80,8 @@ class Recipient:
     text: str
     unsubscribe_url: str
     list_id_header: str
+    # Set for mail without a Delivery row (test sends); else made from delivery_id.
+    message_id: str = ""
 
 
 class MessageFactory:
@@ -97,10 +99,14 @@ class MessageFactory:
         attachments: list[bytes],
         signing_keys: list[dkim.SigningKey],
         unsubscribe_mailto: str,
+        test: bool = False,
     ) -> None:
         self.campaign_uuid = campaign_uuid
         self.domain = from_email.rpartition("@")[2] or "localhost"
         self.keys = signing_keys
+        # RFC 2369: a URL in angle brackets, so a bare address needs its mailto: scheme.
+        if unsubscribe_mailto and not unsubscribe_mailto.lower().startswith("mailto:"):
+            unsubscribe_mailto = f"mailto:{unsubscribe_mailto}"
         self.unsubscribe_mailto = unsubscribe_mailto
         token = hashlib.sha256(campaign_uuid.encode()).hexdigest()[:24]
         self.boundary_alt = f"=_alt_{token}".encode()
@@ -113,6 +119,8 @@ class MessageFactory:
             "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
             f"Feedback-ID: {campaign_id}:{account_id}:mailpanel",
             f"X-Mailpanel-Campaign: {campaign_uuid}",
+            # A test send: the same message as the real one, but no statistics count it.
+            *(["X-Mailpanel-Test: yes"] if test else []),
         ]
         self.common = ("\r\n".join(common) + "\r\n").encode()
         self._date = (0, "")
@@ -136,7 +144,7 @@ class MessageFactory:
             f"To: {_header_value(formataddr((r.name, r.email)))}\r\n"
             f"Subject: {_header_value(r.subject)}\r\n"
             f"Date: {self._date_header()}\r\n"
-            f"Message-ID: {self.message_id(r.delivery_id)}\r\n"
+            f"Message-ID: {r.message_id or self.message_id(r.delivery_id)}\r\n"
             f"List-Id: {r.list_id_header}\r\n"
             f"List-Unsubscribe: {unsubscribe}\r\n"
         ).encode() + self.common

@@ -28,9 +28,11 @@ class RelayQuerySet(models.QuerySet["Relay"]):
 
     def for_account(self, account: object) -> RelayQuerySet:
         """The relays an account sends through: its dedicated ones, else the shared pool."""
-        dedicated = self.filter(accounts=account)
-        if dedicated.exists():
-            return dedicated
+        # Whether the account is restricted is decided on all its enabled relays, not on
+        # this (often usable()) queryset: while its dedicated relays cool down, its mail
+        # waits for them instead of leaking into the shared pool.
+        if Relay.objects.filter(accounts=account, enabled=True).exists():
+            return self.filter(accounts=account)
         return self.filter(accounts__isnull=True)
 
 
@@ -90,6 +92,18 @@ class Relay(models.Model):
         return encryption.decrypt(self.password_encrypted)
 
 
+class SendingDomainQuerySet(models.QuerySet["SendingDomain"]):
+    def visible_to(self, user: object) -> SendingDomainQuerySet:
+        """The domains a user manages in the panel: their account's own."""
+        return self.filter(account=user)
+
+    def usable_by(self, account_id: int | None) -> SendingDomainQuerySet:
+        """Verified domains an account may send from: its own and the operators' ones."""
+        return self.filter(verified_at__isnull=False).filter(
+            Q(account=account_id) | Q(account__isnull=True)
+        )
+
+
 class SendingDomain(models.Model):
     """A domain mail may be sent from, with its DKIM keys and DNS checks."""
 
@@ -116,6 +130,8 @@ class SendingDomain(models.Model):
     last_check = models.JSONField(default=dict, blank=True, editable=False)
     last_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = SendingDomainQuerySet.as_manager()
 
     class Meta:
         ordering = ["domain"]
@@ -292,3 +308,31 @@ class Delivery(models.Model):
 
     def __str__(self) -> str:
         return f"delivery {self.id}: {self.status}"
+
+
+class RecipientDomainLimitQuerySet(models.QuerySet["RecipientDomainLimit"]):
+    def active(self) -> RecipientDomainLimitQuerySet:
+        return self.filter(enabled=True)
+
+
+class RecipientDomainLimit(models.Model):
+    """At most ``per_minute`` messages a minute to one recipient domain, across all workers
+    (mailbox providers throttle or block senders that exceed what they accept)."""
+
+    domain = models.CharField(max_length=253, unique=True, help_text="e.g. gmail.com")
+    per_minute = models.PositiveIntegerField(help_text="Messages per minute, all workers together.")
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = RecipientDomainLimitQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["domain"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(per_minute__gt=0), name="recipientdomainlimit_positive"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.domain}: {self.per_minute} per minute"

@@ -7,6 +7,7 @@ times the relay's limit. A bucket here is one Redis hash updated by a Lua script
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import redis
@@ -60,3 +61,37 @@ class TokenBucket:
 
     def reset(self) -> None:
         self.client.delete(self.key)
+
+
+class DomainLimits:
+    """The operators' per-recipient-domain limits of one worker process, as shared buckets.
+
+    A domain found empty is not asked again until its next token is due: the
+    recipients to it meanwhile are held without a round trip to Redis each.
+    """
+
+    def __init__(self, client: redis.Redis, per_minute: dict[str, int]) -> None:
+        self.buckets = {
+            domain: TokenBucket(client, f"domain:{domain}", limit / 60)
+            for domain, limit in per_minute.items()
+        }
+        self.empty_until: dict[str, float] = {}
+        self.held: dict[str, int] = {}
+
+    def hold(self, domain: str) -> float:
+        """0 if a message to ``domain`` may go now (its token is taken), else the seconds
+        after which this recipient should be tried again."""
+        bucket = self.buckets.get(domain)
+        if bucket is None:
+            return 0.0
+        now = time.monotonic()
+        until = self.empty_until.get(domain, 0.0)
+        if now >= until:
+            grant = bucket.take(1)
+            if grant.granted:
+                return 0.0
+            self.empty_until[domain] = until = now + grant.wait_seconds
+            self.held[domain] = 0
+        # The held recipients come back spread at the domain's rate, not all at once.
+        self.held[domain] += 1
+        return until - now + (self.held[domain] - 1) / bucket.rate

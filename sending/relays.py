@@ -72,14 +72,17 @@ def send_test(relay: Relay, sender: str, recipient: str) -> TestResult:
     return TestResult(True, f"accepted for {recipient}")
 
 
-def record_failure(relay: Relay, error: str) -> None:
-    """Counts a failure; past the threshold the relay cools down (doubling, capped)."""
+def record_failure(relay: Relay, error: str, at_once: bool = False) -> None:
+    """Counts a failure; past the threshold the relay cools down (doubling, capped).
+
+    ``at_once``: cool down now (the failure is already a pattern, e.g. many 4xx in a row).
+    """
     Relay.objects.filter(id=relay.id).update(
         consecutive_failures=F("consecutive_failures") + 1, last_error=error[:2000]
     )
     relay.refresh_from_db(fields=["consecutive_failures"])
-    over = relay.consecutive_failures - FAILURES_BEFORE_COOLDOWN
-    if over >= 0:
+    over = max(0, relay.consecutive_failures - FAILURES_BEFORE_COOLDOWN)
+    if at_once or relay.consecutive_failures >= FAILURES_BEFORE_COOLDOWN:
         cooldown = min(MAX_COOLDOWN, timedelta(seconds=30) * (2**over))
         Relay.objects.filter(id=relay.id).update(cooldown_until=timezone.now() + cooldown)
 

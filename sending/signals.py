@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
 from sending import nodes
 
@@ -24,6 +24,12 @@ def on_worker_ready(sender: Any, **kwargs: Any) -> None:
     _heartbeat = nodes.Heartbeat(sender.app, info)
     _heartbeat.beat()
     _heartbeat.start()
+
+
+@worker_process_init.connect
+def on_worker_process_init(**kwargs: Any) -> None:
+    # A child that replaces a killed one takes over its slot: not its last activity.
+    nodes.activity.doing("")
 
 
 @worker_shutdown.connect

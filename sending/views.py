@@ -8,8 +8,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from campaigns import access
-from campaigns.models import Campaign
-from sending import progress
+from sending.templatetags.sending_progress import send_progress
 
 
 @login_required
@@ -17,9 +16,4 @@ from sending import progress
 def campaign_progress(request: HttpRequest, campaign_id: uuid.UUID) -> HttpResponse:
     """The progress panel of a campaign page, polled while the campaign sends."""
     campaign = access.get_campaign(request, campaign_id)
-    live = campaign.status in (Campaign.Status.SENDING, Campaign.Status.SCHEDULED)
-    return render(
-        request,
-        "sending/_progress.html",
-        {"campaign": campaign, "progress": progress.of(campaign), "live": live},
-    )
+    return render(request, "sending/_progress.html", send_progress(campaign))

@@ -10,8 +10,8 @@ from django.utils import timezone
 from campaigns import scheduling
 from campaigns.models import Campaign
 from lists import subscriptions
-from sending import dispatch, smtp
-from sending.models import Delivery, Relay
+from sending import delivery, dispatch, pacing, smtp
+from sending.models import Delivery, Relay, SendBatch
 from tests.factories import MailingListFactory, SubscriptionFactory
 from tests.sending.test_pipeline import make_campaign, run_pipeline
 from tests.services import free_port
@@ -245,3 +245,73 @@ def test_a_message_that_fails_to_build_mid_session_leaves_no_stale_replies(scrip
     )
     assert [(key, o.status) for key, o in outcomes] == [(3, "sent")]
     assert [m.rcpt_tos[0] for m in handler.messages][-1] == "three@example.org"
+
+
+def test_a_relay_answering_4xx_again_and_again_cools_down_and_its_work_moves_on(
+    owner, scripted, settings, django_capture_on_commit_callbacks
+) -> None:  # noqa: ANN001, E501
+    mailing_list, emails = audience(owner, 30)
+    busy, busy_relay = scripted(
+        {e: ["451 4.3.2 Too many messages, slow down"] for e in emails}, name="alpha",
+        weight=100000,
+    )  # fmt: skip
+    calm, calm_relay = scripted(name="beta", weight=1)
+    campaign = make_campaign(owner, [mailing_list])
+    scheduling.schedule(campaign)
+    run_pipeline(settings, django_capture_on_commit_callbacks)
+
+    # No more after the streak (but the one already pipelined behind it).
+    tried = sum(busy.attempts.values())
+    assert pacing.TEMPFAILS_BEFORE_COOLDOWN <= tried <= pacing.TEMPFAILS_BEFORE_COOLDOWN + 1
+    busy_relay.refresh_from_db()
+    assert busy_relay.cooldown_until > timezone.now()
+    assert "451 4.3.2" in busy_relay.last_error
+    assert busy_relay not in Relay.objects.usable()
+    assert len(calm.messages) == 30 - tried
+    # The deferred ones are retried later, through the relay that is still well.
+    Delivery.objects.filter(status="deferred").update(next_attempt_at=timezone.now())
+    run_pipeline(settings, django_capture_on_commit_callbacks)
+    assert sorted(m.rcpt_tos[0] for m in calm.messages) == sorted(emails)
+    assert set(Delivery.objects.values_list("relay", flat=True)) == {calm_relay.id}
+
+
+def test_a_deferred_message_is_retried_through_another_relay(
+    owner, scripted, settings, django_capture_on_commit_callbacks
+) -> None:  # noqa: ANN001, E501
+    mailing_list, emails = audience(owner, 3)
+    first, first_relay = scripted({emails[1]: ["451 4.7.1 greylisted"]}, name="alpha",
+                                  weight=100000)  # fmt: skip
+    second, second_relay = scripted(name="beta", weight=1)
+    campaign = make_campaign(owner, [mailing_list])
+    scheduling.schedule(campaign)
+    run_pipeline(settings, django_capture_on_commit_callbacks)
+    assert delivery_of(emails[1]).relay_id == first_relay.id
+    assert delivery_of(emails[1]).status == "deferred"
+
+    Delivery.objects.filter(status="deferred").update(next_attempt_at=timezone.now())
+    run_pipeline(settings, django_capture_on_commit_callbacks)
+    retried = delivery_of(emails[1])
+    assert (retried.status, retried.relay_id, retried.attempts) == ("sent", second_relay.id, 2)
+    assert [m.rcpt_tos[0] for m in second.messages] == [emails[1]]
+    assert sorted(m.rcpt_tos[0] for m in first.messages) == sorted([emails[0], emails[2]])
+    first_relay.refresh_from_db()
+    assert first_relay.cooldown_until is None  # one 4xx is not a pattern
+    campaign.refresh_from_db()
+    assert campaign.status == Campaign.Status.SENT
+
+
+def test_two_overlapping_batches_cannot_both_claim_a_recipient(owner, scripted) -> None:  # noqa: ANN001
+    # A retry batch spans all of a campaign's due deferred rows, so batches can overlap.
+    mailing_list, emails = audience(owner, 3)
+    campaign = make_campaign(owner, [mailing_list])
+    scheduling.schedule(campaign)
+    scheduling.start(campaign)
+    batches = [
+        SendBatch.objects.create(campaign=campaign, first_subscriber_id=0,
+                                 last_subscriber_id=10**9, size=3, release_at=timezone.now())
+        for _ in range(2)
+    ]  # fmt: skip
+    first, second = (delivery.take_recipients(b, campaign) for b in batches)
+    assert len(first) == len(second) == 3  # both read the same rows
+    assert len(delivery.claim_deliveries(first)) == 3
+    assert delivery.claim_deliveries(second) == []

@@ -89,3 +89,11 @@ def test_a_long_html_line_is_base64() -> None:
 )
 def test_lines_starting_with_a_dot_are_stuffed(message: bytes, on_the_wire: bytes) -> None:
     assert smtp._payload(message) == on_the_wire
+
+
+def test_list_unsubscribe_holds_the_url_and_a_mailto_uri() -> None:
+    # RFC 2369: each entry is a URI in angle brackets, so the address needs mailto:.
+    message = build("x", "<p>x</p>")
+    assert message["List-Unsubscribe"] == (
+        "<https://mail.example.com/u/x>, <mailto:unsubscribe@example.com>"
+    )

@@ -6,6 +6,7 @@ import email
 import email.policy
 
 import pytest
+from django.urls import reverse
 from django.utils import timezone
 
 from campaigns import scheduling
@@ -29,6 +30,16 @@ def relay(smtp_server) -> Relay:  # noqa: ANN001
         name="loopback", host=smtp_server.host, port=smtp_server.port, security="none",
         rate_per_second=1000,
     )  # fmt: skip
+
+
+@pytest.fixture
+def campaign_page(owner_client):  # noqa: ANN001, ANN201
+    def get(campaign: Campaign) -> bytes:
+        response = owner_client.get(reverse("campaigns:detail", args=[campaign.uuid]))
+        assert response.status_code == 200
+        return response.content
+
+    return get
 
 
 def make_campaign(owner, mailing_lists, **kwargs) -> Campaign:  # noqa: ANN001
@@ -85,7 +96,7 @@ def test_every_recipient_gets_exactly_one_message(
 
 
 def test_a_campaign_past_its_grace_period_waits_for_the_owner(
-    owner, relay, smtp_server, settings, django_capture_on_commit_callbacks
+    owner, relay, smtp_server, settings, django_capture_on_commit_callbacks, mailoutbox
 ) -> None:  # noqa: ANN001, E501
     mailing_list = MailingListFactory(owner=owner)
     SubscriptionFactory(mailing_list=mailing_list)
@@ -95,3 +106,53 @@ def test_a_campaign_past_its_grace_period_waits_for_the_owner(
     campaign.refresh_from_db()
     assert campaign.status == Campaign.Status.PAUSED
     assert smtp_server.messages == []
+    assert [m.to for m in mailoutbox] == [[owner.email]]
+
+
+@pytest.fixture
+def late_campaign(owner, relay, settings, django_capture_on_commit_callbacks) -> Campaign:  # noqa: ANN001
+    mailing_list = MailingListFactory(owner=owner)
+    SubscriptionFactory(mailing_list=mailing_list)
+    campaign = make_campaign(owner, [mailing_list])
+    scheduling.schedule(campaign, timezone.now() - timezone.timedelta(hours=13))
+    run_pipeline(settings, django_capture_on_commit_callbacks)
+    campaign.refresh_from_db()
+    return campaign
+
+
+def test_resuming_a_late_campaign_sends_it_now_and_the_owner_is_told_once(
+    late_campaign, smtp_server, settings, django_capture_on_commit_callbacks, mailoutbox
+) -> None:  # noqa: ANN001, E501
+    assert late_campaign.status == Campaign.Status.PAUSED
+    scheduling.resume(late_campaign)
+    run_pipeline(settings, django_capture_on_commit_callbacks)
+    late_campaign.refresh_from_db()
+    assert late_campaign.status == Campaign.Status.SENT
+    assert len(smtp_server.wait_for(1)) == 1
+    assert len(mailoutbox) == 1
+
+
+def test_a_late_campaign_can_be_unscheduled_from_its_page(
+    owner_client, late_campaign, campaign_page
+) -> None:  # noqa: ANN001
+    page = campaign_page(late_campaign)
+    assert b"Unschedule" in page and b"Resume" in page
+    response = owner_client.post(reverse("campaigns:unschedule", args=[late_campaign.uuid]))
+    assert response.status_code == 302
+    late_campaign.refresh_from_db()
+    assert late_campaign.status == Campaign.Status.DRAFT
+
+
+def test_a_started_paused_campaign_offers_no_unschedule(
+    owner, relay, campaign_page, settings, django_capture_on_commit_callbacks
+) -> None:  # noqa: ANN001
+    mailing_list = MailingListFactory(owner=owner)
+    SubscriptionFactory(mailing_list=mailing_list)
+    campaign = make_campaign(owner, [mailing_list])
+    scheduling.schedule(campaign)
+    with django_capture_on_commit_callbacks(execute=False):
+        dispatch.tick()  # started, nothing sent yet
+    campaign.refresh_from_db()
+    scheduling.pause(campaign)
+    page = campaign_page(campaign)
+    assert b"Resume" in page and b"Unschedule" not in page

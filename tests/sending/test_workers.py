@@ -3,6 +3,8 @@ nothing sent twice when a worker is killed in the middle of a batch."""
 
 from __future__ import annotations
 
+import email
+import email.policy
 import os
 import signal
 import time
@@ -14,9 +16,9 @@ from django.utils import timezone
 
 from campaigns import scheduling
 from campaigns.models import Campaign
-from lists import subscriptions
-from sending import dispatch, domains
-from sending.models import Delivery, Relay
+from lists import blocklist, subscriptions
+from sending import dispatch, domains, nodes, verp
+from sending.models import Delivery, Node, Relay, SendBatch
 from tests.factories import MailingListFactory
 from tests.sending.test_pipeline import make_campaign
 from tests.services import WorkerProcess
@@ -56,7 +58,7 @@ def drive(campaign: Campaign, until: float, worker: WorkerProcess) -> None:
 def test_many_recipients_each_get_one_signed_message(
     owner, smtp_server, celery_worker_process
 ) -> None:  # noqa: ANN001, E501
-    count = 2000
+    count = 5000
     Relay.objects.create(name="loop", host=smtp_server.host, port=smtp_server.port,
                          security="none", rate_per_second=100000)  # fmt: skip
     domain = domains.create("example.com", account=owner)
@@ -78,16 +80,24 @@ def test_many_recipients_each_get_one_signed_message(
 
     for message in messages[:: count // 20]:
         assert dkim.verify(message.data, dnsfunc=dns), message.data[:500]
+        parsed = email.message_from_bytes(message.data, policy=email.policy.default)
+        delivery_id = verp.delivery_id_from(message.mail_from)
+        assert Delivery.objects.get(id=delivery_id).subscriber.email == message.rcpt_tos[0]
+        assert parsed["Message-ID"] == f"<{campaign.uuid.hex}.{delivery_id}@example.com>"
+        assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        assert "/s/unsubscribe/" in parsed["List-Unsubscribe"]
+        assert parsed["List-Id"] and parsed["Feedback-ID"].startswith(f"{campaign.pk}:")
 
 
 class SlowHandler:
-    def __init__(self) -> None:
+    def __init__(self, delay: float = 0.02) -> None:
         self.received: list[str] = []
+        self.delay = delay
 
     async def handle_DATA(self, server, session, envelope):  # noqa: ANN001, ANN201, N802
         import asyncio
 
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(self.delay)
         self.received.append(envelope.rcpt_tos[0])
         return "250 OK"
 
@@ -141,3 +151,125 @@ def test_a_worker_child_killed_mid_batch_sends_nothing_twice(owner, settings, tm
     finally:
         worker.stop()
         controller.stop()
+
+
+def start_slow_server(delay: float = 0.02):  # noqa: ANN201
+    from aiosmtpd.controller import Controller
+
+    from tests.services import free_port
+
+    handler, port = SlowHandler(delay), free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    Relay.objects.create(name="slow", host="127.0.0.1", port=port, security="none",
+                         rate_per_second=100000)  # fmt: skip
+    return controller, handler
+
+
+def wait_for(predicate, timeout: float = 60.0) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def assert_each_once(campaign: Campaign, received: list[str], count: int, chunk: int) -> None:
+    assert len(received) == len(set(received)), "a recipient got two copies"
+    statuses = dict(
+        Delivery.objects.filter(campaign=campaign).values_list("subscriber__email", "status")
+    )
+    assert len(statuses) == count  # nobody skipped
+    assert set(statuses.values()) <= {"sent", "unknown"}
+    unknown = [e for e, s in statuses.items() if s == "unknown"]
+    assert set(received) | set(unknown) == set(statuses)
+    assert len(unknown) <= chunk
+
+
+@pytest.mark.redis
+def test_a_whole_worker_killed_mid_batch_sends_nothing_twice(
+    owner, settings, tmp_path, celery_worker_process
+) -> None:  # noqa: ANN001
+    # The main process and its pool child die at once (a host lost): the broker keeps the
+    # task unacknowledged for hours, so the batch's lease is what brings it back.
+    settings.SEND_BATCH_LEASE_SECONDS = 3
+    settings.SEND_BATCH_SIZE = 50
+    controller, handler = start_slow_server()
+    victim = WorkerProcess(
+        tmp_path / "victim.log",
+        {"SEND_BATCH_LEASE_SECONDS": "3", "SEND_CHUNK_SIZE": "10"},
+        name="victim",
+    )
+    try:
+        victim.wait_ready()
+        count = 200
+        campaign = make_campaign(owner, [make_audience(owner, count)])
+        scheduling.schedule(campaign)
+        dispatch.tick()
+        held = SendBatch.objects.filter(
+            campaign=campaign, status="sending", node__startswith=f"{victim.name}@"
+        )
+        wait_for(lambda: held.exists() and Delivery.objects.filter(
+            batch__in=held, status="sent").count() >= 10)  # fmt: skip
+        os.killpg(victim.process.pid, signal.SIGKILL)
+        victim.process.wait(10)
+
+        drive(campaign, 120, celery_worker_process)
+
+        assert_each_once(campaign, handler.received, count, chunk=10)
+        batch = SendBatch.objects.filter(campaign=campaign, claims__gt=1).get()
+        assert not batch.node.startswith(f"{victim.name}@")  # another worker finished it
+    finally:
+        victim.stop()
+        controller.stop()
+
+
+@pytest.mark.redis
+def test_blocklisting_an_address_during_a_send_stops_its_mail(
+    owner, settings, celery_worker_process
+) -> None:  # noqa: ANN001
+    settings.SEND_BATCH_SIZE = 20
+    controller, handler = start_slow_server()
+    try:
+        count = 80
+        campaign = make_campaign(owner, [make_audience(owner, count)])
+        scheduling.schedule(campaign)
+        dispatch.tick()
+        wait_for(lambda: len(handler.received) >= 1)
+        # The last recipients are in a batch still waiting: planned before the entry.
+        blocked = [f"r{count - 1}@example.org", f"r{count - 2}@example.org"]
+        blocklist.add_entries(blocked[0], account=owner)
+        blocklist.add_entries(blocked[1], account=None)  # the operators' global list
+        drive(campaign, 120, celery_worker_process)
+        assert len(handler.received) == count - 2
+        assert not set(blocked) & set(handler.received)
+    finally:
+        controller.stop()
+
+
+@pytest.mark.redis
+def test_a_disabled_node_takes_no_new_batch(
+    owner, smtp_server, settings, tmp_path, celery_worker_process
+) -> None:  # noqa: ANN001
+    # The disabled node's heartbeat is slow, so it still gets send messages (as a node
+    # does between the switch and its next beat, or with tasks it prefetched): it must
+    # hand each batch back instead of sending it.
+    settings.SEND_BATCH_SIZE = 10
+    Relay.objects.create(name="loop", host=smtp_server.host, port=smtp_server.port,
+                         security="none", rate_per_second=100000)  # fmt: skip
+    idle = WorkerProcess(tmp_path / "idle.log", {"NODE_HEARTBEAT_SECONDS": "600"}, name="idle")
+    try:
+        idle.wait_ready()
+        wait_for(lambda: Node.objects.filter(name__startswith=f"{idle.name}@").exists())
+        node = Node.objects.get(name__startswith=f"{idle.name}@")
+        nodes.set_enabled(node, False)
+        campaign = make_campaign(owner, [make_audience(owner, 60)])
+        scheduling.schedule(campaign)
+
+        drive(campaign, 120, celery_worker_process)
+
+        assert len(smtp_server.wait_for(60)) == 60
+        assert not SendBatch.objects.filter(node=node.name).exists()
+        assert not Delivery.objects.filter(batch__node=node.name).exists()
+        assert "sending.tasks.send_batch" in idle.output()  # it did get send messages
+    finally:
+        idle.stop()
