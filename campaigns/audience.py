@@ -4,6 +4,7 @@ its segment, without blocklisted addresses."""
 from __future__ import annotations
 
 from django.db.models import QuerySet
+from django.utils import timezone
 
 from campaigns.models import Campaign
 from lists import segments
@@ -18,6 +19,10 @@ def _audience(
     on_lists = Subscription.objects.sendable().filter(
         mailing_list__in=lists.filter(owner=campaign.account)
     )
+    if campaign.started_at is not None:
+        # Who joins after the start is not in the audience: the id snapshot of the plan
+        # keeps new subscribers out, this keeps out existing ones confirmed on a list since.
+        on_lists = on_lists.filter(status_changed_at__lte=campaign.started_at)
     queryset = Subscriber.objects.filter(account=campaign.account)
     if id_range is not None:
         # The range inside the subquery too, so the database reads only that slice of
@@ -55,3 +60,17 @@ def count_for(campaign: Campaign, lists: QuerySet[MailingList]) -> int:
         return _audience(campaign, lists).count()
     except segments.InvalidSegment:
         return 0
+
+
+def remember_count(campaign: Campaign, size: int | None = None) -> int:
+    """Stores the audience size (``size``, or counted now) on the campaign; returns it.
+
+    Called when a draft is saved or scheduled: a stored number, not a live one, so the
+    campaign index needs no audience query per row. It is as old as the last count.
+    """
+    if size is None:
+        size = count(campaign)
+    now = timezone.now()
+    Campaign.objects.filter(pk=campaign.pk).update(audience_size=size, audience_counted_at=now)
+    campaign.audience_size, campaign.audience_counted_at = size, now
+    return size

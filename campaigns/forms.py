@@ -10,17 +10,25 @@ from campaigns import content, designs, freezing
 from campaigns.models import Campaign, EmailTemplate
 from lists.addresses import InvalidAddress, normalise
 from lists.models import MailingList, Segment
+from sending import domains
+from sending.models import SendingDomain
 
 
 def sender_addresses(account: object) -> list[str]:
-    """Addresses the account may send from: its default and its lists' addresses."""
+    """Addresses the account may send from: its default and its lists' addresses, and
+    only those on its verified sending domains when REQUIRE_VERIFIED_SENDER_DOMAIN is on."""
     addresses = [getattr(account, "default_from_email", "")]
     addresses += MailingList.objects.owned_by(account).values_list("from_email", flat=True)
     seen: dict[str, None] = {}
     for address in addresses:
         if address and address.lower() not in {a.lower() for a in seen}:
             seen[address] = None
-    return list(seen)
+    if not domains.verified_sender_required():
+        return list(seen)
+    verified = set(
+        SendingDomain.objects.usable_by(account.pk).values_list("domain", flat=True)  # type: ignore[attr-defined]
+    )
+    return [a for a in seen if domains.domain_of(a) in verified]
 
 
 class CampaignForm(forms.ModelForm):
@@ -64,9 +72,15 @@ class CampaignForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.account = account
         addresses = sender_addresses(account)
-        if self.instance.from_email and self.instance.from_email not in addresses:
-            addresses.append(self.instance.from_email)
+        current = self.instance.from_email
+        if current and current not in addresses and not domains.verified_sender_required():
+            addresses.append(current)
         self.fields["from_email"].choices = [("", "---------")] + [(a, a) for a in addresses]
+        if domains.verified_sender_required():
+            self.fields["from_email"].help_text = (
+                "Only addresses on your verified sending domains (Account settings › "
+                "Sending domains) can send campaigns."
+            )
         self.fields["lists"].queryset = MailingList.objects.owned_by(account)
         self.fields["segment"].queryset = Segment.objects.filter(account=account)
         self.fields["template"].queryset = EmailTemplate.objects.owned_by(account)

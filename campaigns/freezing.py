@@ -15,6 +15,7 @@ import re
 from email.utils import encode_rfc2231
 
 from django.db import transaction
+from django.db.models import Count, Q
 from django.utils import timezone
 from premailer import Premailer
 
@@ -147,16 +148,36 @@ def render_frozen(campaign: Campaign) -> tuple[str, str, list[str]]:
     doc = inline_css(document(campaign))
     text = campaign.text_body if campaign.text_edited else html_to_text(doc)
     urls: list[str] = []
-    if campaign.track_clicks:
+    track_opens, track_clicks = tracking(campaign)
+    if track_clicks:
         doc, urls = number_links(doc)
-    if campaign.track_opens:
+    if track_opens:
         doc = add_open_pixel(doc)
     return doc, text, urls
 
 
+def tracking(campaign: Campaign) -> tuple[bool, bool]:
+    """(track opens, track clicks): the campaign's switches, and off when every one of
+    its lists has that kind of tracking off (a list owner's choice holds for the list)."""
+    opens, clicks = campaign.track_opens, campaign.track_clicks
+    if not (opens or clicks) or campaign.pk is None:
+        return opens, clicks
+    lists = campaign.lists.aggregate(
+        total=Count("id"),
+        opens=Count("id", filter=Q(track_opens=True)),
+        clicks=Count("id", filter=Q(track_clicks=True)),
+    )
+    if not lists["total"]:
+        return opens, clicks
+    return opens and lists["opens"] > 0, clicks and lists["clicks"] > 0
+
+
 def freeze(campaign: Campaign) -> None:
-    """Writes the frozen form of the campaign. Raises merge.MergeError if it cannot merge."""
-    errors = check(campaign)
+    """Writes the frozen form of the campaign. Raises merge.MergeError if it cannot merge,
+    or if its sender address may not be used (sending.domains.sender_errors)."""
+    from sending import domains
+
+    errors = check(campaign) + domains.sender_errors(campaign.from_email, campaign.account_id)
     if errors:
         raise merge.MergeError(errors)
     frozen_html, frozen_text, urls = render_frozen(campaign)

@@ -5,7 +5,11 @@ strings.
 Context (plain strings and dicts only, never model objects)::
 
     {"subscriber": {"name", "email", "fields": {...}}, "list": {"name"},
-     "campaign": {"subject"}, "unsubscribe_url", "preferences_url", "web_version_url"}
+     "campaign": {"subject"}, "sender": {"address"},
+     "unsubscribe_url", "preferences_url", "web_version_url"}
+
+``sender.address`` is the postal address of the recipient's list, else of the account,
+on one line; the frozen campaign holds it per list, so a recipient costs a dict lookup.
 
 ``tracking.l<N>`` and ``tracking.open`` are reserved: freezing writes them into the
 document for tracked links and the open pixel.
@@ -61,6 +65,7 @@ ALLOWED_VARIABLES: dict[str, dict[str, Any] | None] = {
     "subscriber": {"name": None, "email": None, "fields": "any"},
     "list": {"name": None},
     "campaign": {"subject": None},
+    "sender": {"address": None},
     "unsubscribe_url": None,
     "preferences_url": None,
     "web_version_url": None,
@@ -295,10 +300,19 @@ class Compiled:
     template: Template | None = None
     autoescape: bool = True
     names: set[str] = field(default_factory=set)
+    # With tracking slots (links, the open pixel), which depend on the token only: the
+    # text around them in runs joined by the token in one C-level join (``tracked``),
+    # and, for an empty token, the links as written folded into the text (``untracked``).
+    # A 100 KB newsletter has hundreds of tracked links; one call each would dominate.
+    tracked: list[list[str]] | None = None
+    untracked: list[str] | None = None
+    other_slots: list[Slot] = field(default_factory=list)
 
     def render(self, context: dict) -> str:
         if self.template is not None:
             return self.template.render(Context(context, autoescape=self.autoescape))
+        if self.tracked is not None:
+            return self._render_folded(context)
         literals = self.literals
         if not self.slots:
             return literals[0]
@@ -306,6 +320,36 @@ class Compiled:
         parts[::2] = literals
         parts[1::2] = [slot(context) for slot in self.slots]
         return "".join(parts)
+
+    def _render_folded(self, context: dict) -> str:
+        token = context.get("tracking_token")
+        texts = [token.join(run) for run in self.tracked] if token else self.untracked
+        if not self.other_slots:
+            return texts[0]
+        parts = [""] * (2 * len(self.other_slots) + 1)
+        parts[::2] = texts
+        parts[1::2] = [slot(context) for slot in self.other_slots]
+        return "".join(parts)
+
+
+def _fold_tracking(compiled: Compiled) -> None:
+    """Fills ``tracked``/``untracked`` when the template has tracking slots."""
+    if not any(hasattr(slot, "token_parts") for slot in compiled.slots):
+        return
+    literals = compiled.literals
+    tracked, untracked, others = [[literals[0]]], [literals[0]], []
+    for slot, literal in zip(compiled.slots, literals[1:], strict=True):
+        parts = getattr(slot, "token_parts", None)
+        if parts is None:
+            others.append(slot)
+            tracked.append([literal])
+            untracked.append(literal)
+            continue
+        prefix, suffix, as_written = parts
+        tracked[-1][-1] += prefix
+        tracked[-1].append(suffix + literal)
+        untracked[-1] += as_written + literal
+    compiled.tracked, compiled.untracked, compiled.other_slots = tracked, untracked, others
 
 
 def compile_template(
@@ -333,7 +377,9 @@ def compile_template(
             pending = []
             slots.append(_slot(node.filter_expression, autoescape, special))
     literals.append("".join(pending))
-    return Compiled(literals=literals, slots=slots, autoescape=autoescape, names=names)
+    compiled = Compiled(literals=literals, slots=slots, autoescape=autoescape, names=names)
+    _fold_tracking(compiled)
+    return compiled
 
 
 def render_once(source: str, context: dict, autoescape: bool = True) -> str:
@@ -366,10 +412,28 @@ class FrozenCampaign:
     base_context: dict
     names: set[str]
     urls: Any = None
+    # The web version link carries the recipient's tracking token (?t=): opening it
+    # counts as an open. Only when opens are tracked and the message has that link.
+    web_version_tracked: bool = False
+    # {"address": ...} per list id, and the account's for any other list; None when no
+    # part of the campaign uses {{ sender.address }}.
+    senders: dict[int, dict] | None = None
+    default_sender: dict = field(default_factory=dict)
 
     @property
     def needs_tracking(self) -> bool:
         return any(name.startswith("tracking.") for name in self.names)
+
+
+def _token_slot(prefix: str, suffix: str, as_written: str) -> Slot:
+    """prefix + token + suffix, or ``as_written`` without a token; ``token_parts`` lets
+    Compiled fold it into the text around it (_fold_tracking)."""
+
+    def slot(c: dict) -> str:
+        return prefix + t + suffix if (t := c.get("tracking_token")) else as_written
+
+    slot.token_parts = (prefix, suffix, as_written)  # type: ignore[attr-defined]
+    return slot
 
 
 def _tracking_slots(links: list[str]) -> SpecialSlots:
@@ -382,16 +446,70 @@ def _tracking_slots(links: list[str]) -> SpecialSlots:
         if lookups[0] != "tracking" or len(lookups) != 2:
             return None
         if lookups[1] == "open":
-            return lambda c: opened + t if (t := c.get("tracking_token")) else BLANK_PIXEL
+            return _token_slot(opened, "", BLANK_PIXEL)
         index = int(lookups[1][1:])
-        original = escape(links[index - 1])
-        suffix = f"/{index}"
-        return lambda c: click + t + suffix if (t := c.get("tracking_token")) else original
+        return _token_slot(click, f"/{index}", escape(links[index - 1]))
 
     return special
 
 
-def build_frozen(campaign: Any, links: list[str], attachments: list[bytes]) -> FrozenCampaign:
+@dataclass(frozen=True)
+class PostalAddresses:
+    """The sender's postal address: the account's, and the lists' that override it."""
+
+    account: str = ""
+    by_list: dict[int, str] = field(default_factory=dict)
+
+    def for_list(self, list_id: int) -> str:
+        return self.by_list.get(list_id) or self.account
+
+
+def one_line(address: str) -> str:
+    """A postal address as one line ("Org · Street 1 · 1000 City"): it fits the footer,
+    the text part and the subject alike, and can never break a header."""
+    return " · ".join(line.strip() for line in address.splitlines() if line.strip())
+
+
+def postal_addresses(campaign: Any) -> PostalAddresses:
+    """The addresses ``{{ sender.address }}`` takes for the campaign's lists (two queries)."""
+    from django.contrib.auth import get_user_model
+
+    from lists.models import MailingList
+
+    account = (
+        get_user_model()
+        .objects.filter(pk=campaign.account_id)
+        .values_list("postal_address", flat=True)
+        .first()
+    )
+    rows = (
+        MailingList.objects.filter(campaigns=campaign.pk).values_list("id", "postal_address")
+        if campaign.pk
+        else []
+    )
+    return PostalAddresses(
+        account=one_line(account or ""),
+        by_list={list_id: one_line(text) for list_id, text in rows if one_line(text)},
+    )
+
+
+def _sender_values(
+    names: set[str], addresses: PostalAddresses | None
+) -> tuple[dict[int, dict] | None, dict]:
+    if "sender.address" not in names:
+        return None, {}
+    addresses = addresses or PostalAddresses()
+    by_list = {list_id: {"address": a} for list_id, a in addresses.by_list.items()}
+    return by_list, {"address": addresses.account}
+
+
+def build_frozen(
+    campaign: Any,
+    links: list[str],
+    attachments: list[bytes],
+    addresses: PostalAddresses | None = None,
+) -> FrozenCampaign:
+    """The compiled campaign; ``addresses`` fills {{ sender.address }} (empty if None)."""
     from campaigns import links as signed_links
 
     special = _tracking_slots(links)
@@ -401,6 +519,8 @@ def build_frozen(campaign: Any, links: list[str], attachments: list[bytes]) -> F
     if body.template is not None:
         # The slow path renders tracking.* through the context: give it a dict.
         body.names.add("tracking.slow")
+    names = subject.names | body.names | text.names
+    senders, default_sender = _sender_values(names, addresses)
     return FrozenCampaign(
         campaign_id=campaign.pk,
         campaign_uuid=campaign.uuid.hex,
@@ -417,8 +537,11 @@ def build_frozen(campaign: Any, links: list[str], attachments: list[bytes]) -> F
             "campaign": {"subject": campaign.frozen_subject},
             "web_version_url": signed_links.web_version_url(campaign.uuid.hex),
         },
-        names=subject.names | body.names | text.names,
+        names=names,
         urls=signed_links.UrlMaker(campaign.pk),
+        web_version_tracked="tracking.open" in body.names and "web_version_url" in names,
+        senders=senders,
+        default_sender=default_sender,
     )
 
 
@@ -445,6 +568,10 @@ def load_frozen(campaign: Any) -> FrozenCampaign:
         if part is not None
     ]
     frozen = build_frozen(campaign, links, parts)
+    if frozen.senders is not None:
+        frozen.senders, frozen.default_sender = _sender_values(
+            frozen.names, postal_addresses(campaign)
+        )
     _FROZEN[campaign.pk] = frozen
     return frozen
 
@@ -475,6 +602,10 @@ def merge(frozen: FrozenCampaign, recipient: dict) -> tuple[str, str, str]:
     if "tracking_token" not in recipient and frozen.needs_tracking:
         who = recipient.get("recipient_id") or recipient["subscriber"]["id"]
         context["tracking_token"] = urls.tracking_token(who)
+    if frozen.web_version_tracked and (token := context.get("tracking_token")):
+        context["web_version_url"] = f"{frozen.base_context['web_version_url']}?t={token}"
+    if frozen.senders is not None and "sender" not in recipient:
+        context["sender"] = frozen.senders.get(recipient["list"]["id"], frozen.default_sender)
     if "unsubscribe_url" not in recipient and "unsubscribe_url" in names:
         context["unsubscribe_url"] = urls.unsubscribe_url(
             recipient["subscriber"]["id"], recipient["list"]["id"]

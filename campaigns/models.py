@@ -92,6 +92,11 @@ class Campaign(models.Model):
     spread_over_hours = models.PositiveIntegerField(null=True, blank=True)
     max_per_hour = models.PositiveIntegerField(null=True, blank=True)
     publish_in_archive = models.BooleanField(default=False)
+    # The audience size when the draft was last saved or scheduled (campaigns.audience.
+    # remember_count): the campaign index shows it without counting every campaign's
+    # audience per view. Once sending starts the planned batches are the number instead.
+    audience_size = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    audience_counted_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     # The frozen form (campaigns.freezing): what the sending engine reads. Empty while a
     # draft; written once when the campaign is scheduled or started.

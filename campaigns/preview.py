@@ -18,6 +18,7 @@ from campaigns.models import Campaign, EmailTemplate
 from lists.models import CustomField, Subscriber
 
 GMAIL_CLIP_BYTES = 100 * 1024
+SAMPLE_ADDRESS = "Your organisation · Street and number · Postcode City · Country"
 _UNSUBSCRIBE_TAG = re.compile(r"\{\{\s*unsubscribe_url\s*\}\}")
 _IMG = re.compile(r"<img\b[^>]*>", re.IGNORECASE)
 _ALT = re.compile(r"""\balt\s*=\s*(["'])\s*\S.*?\1""", re.IGNORECASE | re.DOTALL)
@@ -60,7 +61,11 @@ def neutral_recipient(campaign: Campaign) -> dict:
     first_list = campaign.lists.first()
     return {
         "subscriber": {"id": 0, "name": "", "email": "", "fields": {}},
-        "list": {"id": 0, "name": first_list.name if first_list else ""},
+        # The list's id only chooses its postal address; no tag shows it.
+        "list": {
+            "id": first_list.pk if first_list else 0,
+            "name": first_list.name if first_list else "",
+        },
         "tracking_token": "",
         "unsubscribe_url": "#",
         "preferences_url": "#",
@@ -84,7 +89,7 @@ def frozen_now(campaign: Campaign) -> merge.FrozenCampaign:
         from_email=campaign.from_email,
         reply_to=campaign.reply_to,
     )
-    return merge.build_frozen(stand_in, urls, [])
+    return merge.build_frozen(stand_in, urls, [], merge.postal_addresses(campaign))
 
 
 def render(campaign: Campaign, subscriber: Subscriber | None = None) -> tuple[str, str, str]:
@@ -97,6 +102,10 @@ def web_version(campaign: Campaign) -> str:
     return merge.merge(merge.load_frozen(campaign), neutral_recipient(campaign))[1]
 
 
+def _account_address(account: object) -> str:
+    return merge.one_line(getattr(account, "postal_address", ""))
+
+
 def template_preview(template: EmailTemplate) -> str:
     """A design template with sample content, merged with sample values."""
     sample = "<h1>Your headline</h1><p>The campaign body goes here.</p>"
@@ -106,6 +115,7 @@ def template_preview(template: EmailTemplate) -> str:
         "subscriber": sample_subscriber(template.account),
         "list": {"name": "Your list"},
         "campaign": {"subject": "Your subject"},
+        "sender": {"address": _account_address(template.account) or SAMPLE_ADDRESS},
         "unsubscribe_url": "#",
         "preferences_url": "#",
         "web_version_url": "#",
@@ -148,7 +158,40 @@ def checklist(campaign: Campaign, subject: str, html: str) -> list[CheckItem]:
             bool(campaign.from_email),
             "" if campaign.from_email else "Choose a sender address.",
         ),
+        _dkim_item(campaign),
+        _postal_address_item(campaign),
     ]
+
+
+def _dkim_item(campaign: Campaign) -> CheckItem:
+    """Asks the sending engine which verified domain would sign this sender's mail (an
+    operator's or the account's own, the exact domain), so the checklist and the
+    signatures agree."""
+    from sending import domains
+
+    domain = domains.domain_of(campaign.from_email)
+    signed = bool(domain) and domains.signing_domain(campaign.from_email, campaign.account_id)
+    detail = (
+        ""
+        if signed
+        else f"{domain or 'The sender domain'} has no verified DKIM key: ask an operator "
+        "to add and verify it, or receivers may file the mail as spam."
+    )
+    return CheckItem("Sender domain has DKIM set up", bool(signed), detail)
+
+
+def _postal_address_item(campaign: Campaign) -> CheckItem:
+    """Every list's recipients must get an address: the list's own or the account's."""
+    addresses = merge.postal_addresses(campaign)
+    list_ids = list(campaign.lists.values_list("id", flat=True)) if campaign.pk else []
+    missing = [i for i in list_ids or [0] if not addresses.for_list(i)]
+    detail = (
+        ""
+        if not missing
+        else "Add your postal address on the account page (or the list's settings): "
+        "bulk-mail rules require it in every campaign, as {{ sender.address }}."
+    )
+    return CheckItem("Postal address", not missing, detail)
 
 
 def archive_token(account_id: int) -> str:

@@ -10,7 +10,7 @@ import logging
 import zoneinfo
 
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Case, DateTimeField, F, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from campaigns import freezing
@@ -35,10 +35,11 @@ def local_to_utc(value: dt.datetime, time_zone: str) -> dt.datetime:
     return value.replace(tzinfo=zone).astimezone(dt.UTC)
 
 
-def _move(campaign: Campaign, sources: tuple[str, ...], **changes: object) -> None:
-    updated = Campaign.objects.filter(pk=campaign.pk, status__in=sources).update(
-        **changes, updated_at=timezone.now()
-    )
+def _move(
+    campaign: Campaign, sources: tuple[str, ...], condition: Q | None = None, **changes: object
+) -> None:
+    rows = Campaign.objects.filter(pk=campaign.pk, status__in=sources)
+    updated = rows.filter(condition or Q()).update(**changes, updated_at=timezone.now())
     if updated != 1:
         raise TransitionError(f"campaign {campaign.pk} is no longer {' or '.join(sources)}")
     for name, value in changes.items():
@@ -66,10 +67,31 @@ def schedule(campaign: Campaign, send_at: dt.datetime | None = None) -> None:
         campaign.frozen_at = locked.frozen_at
 
 
+# Unscheduling is for campaigns nobody has received yet: scheduled ones, and paused
+# ones that never started (e.g. held back after missing their grace period).
+NEVER_STARTED = Q(status=Status.SCHEDULED) | Q(status=Status.PAUSED, started_at__isnull=True)
+
+
+def can_unschedule(campaign: Campaign) -> bool:
+    return campaign.status == Status.SCHEDULED or (
+        campaign.status == Status.PAUSED and campaign.started_at is None
+    )
+
+
 def unschedule(campaign: Campaign) -> None:
-    """Back to draft; the frozen form is dropped (editing a draft unfreezes it)."""
+    """Back to draft; the frozen form is dropped (editing a draft unfreezes it).
+
+    Raises TransitionError unless the campaign is scheduled or paused before it started.
+    """
     with transaction.atomic():
-        _move(campaign, (Status.SCHEDULED,), status=Status.DRAFT, send_at=None, scheduled_at=None)
+        _move(
+            campaign,
+            (Status.SCHEDULED, Status.PAUSED),
+            NEVER_STARTED,
+            status=Status.DRAFT,
+            send_at=None,
+            scheduled_at=None,
+        )
         freezing.unfreeze(campaign)
 
 
@@ -87,9 +109,26 @@ def pause(campaign: Campaign) -> None:
 
 
 def resume(campaign: Campaign) -> None:
-    """A paused campaign goes on sending if it had started, else waits for its time."""
-    target = Status.SENDING if campaign.started_at else Status.SCHEDULED
-    _move(campaign, (Status.PAUSED,), status=target)
+    """A paused campaign goes on sending if it had started, else waits for its time.
+
+    One that never started and whose time has passed is due now: the owner resuming it
+    accepts the lateness (the dispatcher would otherwise find it past its grace period
+    again, pause it again and mail the owner again). Raises TransitionError if not paused.
+    """
+    now = timezone.now()
+    try:
+        # Whether it started is read in the same conditional update: the dispatcher may
+        # have started it after this object was loaded.
+        _move(campaign, (Status.PAUSED,), Q(started_at__isnull=False), status=Status.SENDING)
+        return
+    except TransitionError:
+        pass
+    due_now = Case(
+        When(send_at__gt=now, then=F("send_at")), default=Value(now), output_field=DateTimeField()
+    )
+    _move(campaign, (Status.PAUSED,), Q(started_at__isnull=True), status=Status.SCHEDULED,
+          send_at=due_now)  # fmt: skip
+    campaign.refresh_from_db(fields=["send_at"])
 
 
 def cancel(campaign: Campaign) -> None:

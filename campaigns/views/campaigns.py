@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db.models import Count, Sum
+from django.db import transaction
+from django.db.models import Count, OuterRef, Subquery, Sum
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -18,18 +20,68 @@ from campaigns.models import Campaign, EmailTemplate
 from campaigns.sandbox import framed_preview
 from campaigns.tasks import send_test
 from lists.models import MailingList, Segment, Subscriber
+from sending.models import SendBatch
+
+
+@dataclass(frozen=True)
+class IndexRow:
+    """One line of the campaign index: the audience size and how far sending got."""
+
+    campaign: Campaign
+    # Planned recipients once sending started; before, the count stored when the draft
+    # was saved or scheduled (None: not counted since this was added).
+    audience: int | None
+    started: bool
+    sent: int = 0
+    failed: int = 0
+    unknown: int = 0
+
+    @property
+    def done(self) -> int:
+        return self.sent + self.failed + self.unknown
+
+    @property
+    def percent(self) -> int:
+        return min(100, 100 * self.done // self.audience) if self.audience else 0
+
+
+def _index_row(campaign: Campaign) -> IndexRow:
+    if campaign.started_at is None:
+        return IndexRow(campaign, campaign.audience_size, started=False)
+    # The stats rollup holds the outcomes (no COUNT over deliveries per row); the planned
+    # batches hold the audience read when sending started, as the progress panel does.
+    stats = getattr(campaign, "stats", None)
+    sent, failed, unknown = (stats.sent, stats.failed, stats.unknown) if stats else (0, 0, 0)
+    planned = max(campaign.planned_recipients or 0, stats.recipients if stats else 0)
+    return IndexRow(campaign, max(planned, sent + failed + unknown), True, sent, failed, unknown)
+
+
+def _planned_recipients() -> Subquery:
+    # Retry batches have size 0: only the batches planned from the audience count.
+    batches = SendBatch.objects.filter(campaign=OuterRef("pk"), size__gt=0).order_by()
+    return Subquery(batches.values("campaign").annotate(n=Sum("size")).values("n"))
+
+
+def _list_count() -> Subquery:
+    links = Campaign.lists.through.objects.filter(campaign=OuterRef("pk")).order_by()
+    return Subquery(links.values("campaign").annotate(n=Count("*")).values("n"))
 
 
 @login_required
 @require_GET
 def campaign_index(request: HttpRequest) -> HttpResponse:
+    # One query whatever the number of campaigns: the counts are subqueries and the
+    # stats rollup is joined, so the page never counts an audience or deliveries per row.
     campaigns = (
         Campaign.objects.owned_by(request.user)
-        .annotate(list_count=Count("lists", distinct=True))
-        .prefetch_related("lists")
+        .select_related("stats")
+        .annotate(list_count=_list_count(), planned_recipients=_planned_recipients())
     )
-    rows = [(c, sum(lst.confirmed_count for lst in c.lists.all())) for c in campaigns]
-    return render(request, "campaigns/campaign_index.html", {"rows": rows})
+    context = {
+        "rows": [_index_row(c) for c in campaigns],
+        "archive_url": preview.archive_url(request.user.pk),
+    }
+    return render(request, "campaigns/campaign_index.html", context)
 
 
 def _default_template(account: object) -> EmailTemplate | None:
@@ -51,9 +103,54 @@ def campaign_create(request: HttpRequest) -> HttpResponse:
     form = CampaignForm(request.POST or None, instance=instance, account=user)
     if request.method == "POST" and form.is_valid():
         campaign = form.save()
+        audience.remember_count(campaign)
         messages.success(request, "Campaign saved as a draft.")
         return redirect("campaigns:edit", campaign.uuid)
-    return render(request, "campaigns/campaign_form.html", {"form": form, "campaign": None})
+    return _render_form(request, form, None)
+
+
+def _render_form(
+    request: HttpRequest, form: CampaignForm, campaign: Campaign | None
+) -> HttpResponse:
+    context = {
+        "form": form,
+        "campaign": campaign,
+        # Beside the "publish in archive" box: where published campaigns appear.
+        "archive_url": preview.archive_url(request.user.pk),
+    }
+    return render(request, "campaigns/campaign_form.html", context)
+
+
+def _edited_values(form: CampaignForm, campaign: Campaign) -> dict:
+    """The columns an edit writes: the form's fields, never ``status`` (nor the frozen
+    form, the lifecycle timestamps or the audience count, which other steps own)."""
+    fields = (Campaign._meta.get_field(name) for name in form._meta.fields)
+    values = {
+        f.attname: getattr(campaign, f.attname) for f in fields if f.concrete and not f.many_to_many
+    }
+    values.pop("status", None)
+    values["updated_at"] = timezone.now()
+    return values
+
+
+def _save_if_editable(form: CampaignForm) -> Campaign | None:
+    """Writes the edit only if the campaign is still in the (editable) status it was
+    loaded in; returns the campaign, or None when its status changed meanwhile.
+
+    A conditional UPDATE with a row-count check, not a check followed by a save: a
+    dispatcher that starts the campaign between the two would otherwise be undone. The
+    same status, not just any editable one: after an edit a scheduled campaign is frozen
+    again and a draft unfrozen, which is only right for the status the edit was made in.
+    """
+    campaign = form.save(commit=False)
+    with transaction.atomic():
+        updated = Campaign.objects.filter(pk=campaign.pk, status=campaign.status).update(
+            **_edited_values(form, campaign)
+        )
+        if updated != 1:
+            return None
+        form.save_m2m()
+    return campaign
 
 
 @login_required
@@ -65,11 +162,17 @@ def campaign_edit(request: HttpRequest, campaign_id: uuid.UUID) -> HttpResponse:
     old_format = campaign.body_format
     form = CampaignForm(request.POST or None, instance=campaign, account=request.user)
     if request.method == "POST" and form.is_valid():
-        # The conditional update keeps a racing "start sending" from being overwritten.
-        if not Campaign.objects.filter(pk=campaign.pk, status__in=["draft", "scheduled"]).exists():
-            messages.error(request, "This campaign has started sending; it was not changed.")
+        saved = _save_if_editable(form)
+        if saved is None:
+            campaign.refresh_from_db(fields=["status"])
+            messages.error(
+                request,
+                f"The campaign became {campaign.get_status_display().lower()} meanwhile; "
+                "your changes were not saved.",
+            )
             return redirect("campaigns:detail", campaign.uuid)
-        campaign = form.save()
+        campaign = saved
+        audience.remember_count(campaign)
         try:
             scheduling.edited(campaign)
         except MergeError as exc:
@@ -79,7 +182,7 @@ def campaign_edit(request: HttpRequest, campaign_id: uuid.UUID) -> HttpResponse:
         else:
             messages.success(request, "Saved.")
         return redirect("campaigns:edit", campaign.uuid)
-    return render(request, "campaigns/campaign_form.html", {"form": form, "campaign": campaign})
+    return _render_form(request, form, campaign)
 
 
 @login_required
@@ -89,7 +192,7 @@ def campaign_detail(request: HttpRequest, campaign_id: uuid.UUID) -> HttpRespons
     send_at_local = timezone.localtime(campaign.send_at) if campaign.send_at else None
     context = {
         "campaign": campaign,
-        "recipient_count": audience.count(campaign),
+        "recipient_count": _audience_size(campaign),
         "send_at_local": send_at_local,
         "schedule_form": ScheduleForm(initial={"when": "later"}),
         "test_form": TestSendForm(),
@@ -99,6 +202,19 @@ def campaign_detail(request: HttpRequest, campaign_id: uuid.UUID) -> HttpRespons
         "time_zone": request.user.time_zone,
     }
     return render(request, "campaigns/campaign_detail.html", context)
+
+
+def _audience_size(campaign: Campaign) -> int:
+    """The number the detail page and the index agree on: the planned recipients once
+    sending started (the audience as it was read then), else the audience counted now."""
+    if campaign.started_at is not None:
+        planned = SendBatch.objects.filter(campaign=campaign, size__gt=0).aggregate(n=Sum("size"))
+        return planned["n"] or 0
+    size = audience.count(campaign)
+    if size != campaign.audience_size:
+        # Subscribers came or went since the last save: the index shows this count too.
+        audience.remember_count(campaign, size)
+    return size
 
 
 @login_required
@@ -237,6 +353,7 @@ def campaign_schedule(request: HttpRequest, campaign_id: uuid.UUID) -> HttpRespo
     except scheduling.TransitionError:
         messages.error(request, "Only a draft can be scheduled.")
     else:
+        audience.remember_count(campaign)
         messages.success(request, "Scheduled.")
     return redirect("campaigns:detail", campaign.uuid)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 
+from django.db.models import Q
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
@@ -12,15 +13,24 @@ from django.views.decorators.http import require_GET
 from campaigns import preview
 from campaigns.models import Campaign, MediaFile
 from campaigns.sandbox import SANDBOX_CSP, sandboxed
+from stats import tracking
 
 PUBLISHED = (Campaign.Status.SENDING, Campaign.Status.PAUSED, Campaign.Status.SENT)
+# A campaign cancelled after it started may have mailed part of its audience: their
+# "view in browser" links must keep working. One cancelled before it started mailed nobody.
+HAS_WEB_VERSION = Q(status__in=PUBLISHED) | Q(
+    status=Campaign.Status.CANCELLED, started_at__isnull=False
+)
 
 
 @require_GET
 def web_version(request: HttpRequest, campaign_id: uuid.UUID) -> HttpResponse:
     campaign = get_object_or_404(
-        Campaign, uuid=campaign_id, status__in=PUBLISHED, frozen_at__isnull=False
+        Campaign.objects.filter(HAS_WEB_VERSION), uuid=campaign_id, frozen_at__isnull=False
     )
+    if request.GET.get("t"):
+        # The message's "view in browser" link carries the recipient's tracking token.
+        tracking.take_web_open(campaign.pk, request.GET["t"], request.META)
     return sandboxed(preview.web_version(campaign))
 
 

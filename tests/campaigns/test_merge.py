@@ -112,7 +112,9 @@ def test_model_objects_are_not_reachable(owner) -> None:  # noqa: ANN001
     assert compiled.render({"subscriber": owner}) == ""
 
 
-def _frozen(subject: str, html: str = "<p>x</p>", text: str = "x") -> merge.FrozenCampaign:
+def _frozen(
+    subject: str, html: str = "<p>x</p>", text: str = "x", links: list[str] | None = None
+) -> merge.FrozenCampaign:
     from types import SimpleNamespace
     from uuid import uuid4
 
@@ -127,7 +129,7 @@ def _frozen(subject: str, html: str = "<p>x</p>", text: str = "x") -> merge.Froz
         from_email="",
         reply_to="",
     )
-    return merge.build_frozen(campaign, ["https://example.com/a"], [])
+    return merge.build_frozen(campaign, links or ["https://example.com/a"], [])
 
 
 def test_a_merge_value_cannot_break_the_subject_header() -> None:
@@ -165,3 +167,18 @@ def test_unsubscribe_url_is_readable_by_the_public_pages() -> None:
     preferences = html.split("/s/preferences/")[1].split("/")[0]
     assert signing.read_unsubscribe_token(unsubscribe) == signing.UnsubscribeToken(5, 9, 1)
     assert signing.read_preference_token(preferences) == 5
+
+
+@pytest.mark.parametrize("token", ["tok", ""])
+def test_folded_tracking_links_render_as_one_slot_each_would(token: str) -> None:
+    import dataclasses
+
+    body = (
+        '<a href="{{ tracking.l1 }}">{{ subscriber.name }}</a>{{ tracking.l2 }}{{ tracking.l1 }}'
+        '<p>{{ subscriber.email }}</p><img src="{{ tracking.open }}">{{ tracking.l2 }}'
+    )
+    frozen = _frozen("s", body, "t", ["https://example.com/a", "https://example.com/b?x=1&y=2"])
+    assert frozen.html.tracked is not None
+    unfolded = dataclasses.replace(frozen.html, tracked=None, untracked=None)
+    context = {"subscriber": {"name": "A<b>", "email": "a@x"}, "tracking_token": token}
+    assert frozen.html.render(context) == unfolded.render(context)

@@ -125,3 +125,51 @@ def test_duplicate_is_a_new_draft_with_the_same_content(campaign: Campaign) -> N
     assert list(copy.lists.all()) == list(campaign.lists.all())
     assert copy.attachments.get().name == "x.pdf"
     assert not copy.is_frozen
+
+
+def test_resuming_a_paused_campaign_past_its_time_makes_it_due_now(campaign: Campaign) -> None:
+    # The owner resuming a campaign held back for lateness accepts the lateness.
+    scheduling.schedule(campaign, timezone.now() - dt.timedelta(hours=13))
+    scheduling.pause(campaign)
+    before = timezone.now()
+    scheduling.resume(Campaign.objects.get(pk=campaign.pk))
+    resumed = Campaign.objects.get(pk=campaign.pk)
+    assert resumed.status == Status.SCHEDULED
+    assert before <= resumed.send_at <= timezone.now()
+    assert list(scheduling.due_campaigns()) == [resumed]
+
+
+def test_resuming_before_its_time_keeps_the_time(campaign: Campaign) -> None:
+    send_at = timezone.now() + dt.timedelta(hours=2)
+    scheduling.schedule(campaign, send_at)
+    scheduling.pause(campaign)
+    scheduling.resume(campaign)
+    assert Campaign.objects.get(pk=campaign.pk).send_at == send_at
+
+
+def test_resume_reads_whether_it_started_from_the_database(campaign: Campaign) -> None:
+    scheduling.schedule(campaign)
+    stale = Campaign.objects.get(pk=campaign.pk)  # loaded before the dispatcher started it
+    scheduling.start(Campaign.objects.get(pk=campaign.pk))
+    scheduling.pause(Campaign.objects.get(pk=campaign.pk))
+    scheduling.resume(stale)
+    assert Campaign.objects.get(pk=campaign.pk).status == Status.SENDING
+
+
+@pytest.mark.parametrize("started", [False, True])
+def test_only_a_paused_campaign_that_never_started_can_be_unscheduled(
+    campaign: Campaign, started: bool
+) -> None:
+    scheduling.schedule(campaign)
+    if started:
+        scheduling.start(campaign)
+    scheduling.pause(campaign)
+    assert scheduling.can_unschedule(campaign) is not started
+    if started:
+        with pytest.raises(scheduling.TransitionError):
+            scheduling.unschedule(campaign)
+        assert Campaign.objects.get(pk=campaign.pk).status == Status.PAUSED
+        return
+    scheduling.unschedule(campaign)
+    unscheduled = Campaign.objects.get(pk=campaign.pk)
+    assert unscheduled.status == Status.DRAFT and not unscheduled.is_frozen

@@ -185,6 +185,50 @@ def test_editing_is_locked_once_sending_starts(owner_client, campaign: Campaign)
     assert campaign.name != "Changed" and campaign.body != "changed"
 
 
+def test_an_edit_racing_the_dispatcher_does_not_put_the_campaign_back(
+    owner_client,
+    campaign: Campaign,  # noqa: ANN001
+) -> None:
+    # The dispatcher starts the campaign after the edit page loaded it and before the
+    # edit is written: the edit must lose, and the status stay "sending".
+    from django.db import connection
+
+    scheduling.schedule(campaign)
+    started = []
+
+    def dispatcher_starts_first(execute, sql, params, many, context):  # noqa: ANN001, ANN202
+        if not started and sql.startswith('UPDATE "campaigns_campaign"'):
+            started.append(True)
+            scheduling.start(Campaign.objects.get(pk=campaign.pk))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(dispatcher_starts_first):
+        response = owner_client.post(
+            reverse("campaigns:edit", args=[campaign.uuid]),
+            {"name": "Changed", "subject": "s", "body_format": "html", "body": "changed"},
+        )
+    assert started and response.status_code == 302
+    campaign.refresh_from_db()
+    assert campaign.status == Campaign.Status.SENDING
+    assert campaign.name != "Changed" and campaign.body != "changed"
+    assert campaign.is_frozen
+
+
+def test_an_edit_never_writes_the_status(owner_client, campaign: Campaign) -> None:  # noqa: ANN001
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        owner_client.post(
+            reverse("campaigns:edit", args=[campaign.uuid]),
+            {"name": "Changed", "subject": "s", "body_format": "html", "body": "changed"},
+        )
+    writes = [q["sql"] for q in queries if q["sql"].startswith('UPDATE "campaigns_campaign"')]
+    assert writes and not any('"status" =' in sql.split(" WHERE ")[0] for sql in writes)
+    campaign.refresh_from_db()
+    assert campaign.name == "Changed"
+
+
 def test_recipient_count_counts_each_subscriber_once(owner_client, owner) -> None:  # noqa: ANN001
     first, second = MailingListFactory(owner=owner), MailingListFactory(owner=owner)
     both = SubscriptionFactory(mailing_list=first).subscriber
@@ -241,7 +285,69 @@ def test_checklist_flags_missing_unsubscribe_and_alt(owner_client, owner) -> Non
         "Size under 100 KB": True,
         "Images have alt text": False,
         "Sender address": True,
+        "Sender domain has DKIM set up": False,
+        "Postal address": False,
     }
+
+
+def _dkim_ok(owner_client, campaign: Campaign) -> bool:  # noqa: ANN001
+    page = owner_client.get(reverse("campaigns:preview", args=[campaign.uuid]))
+    return {item.label: item.ok for item in page.context["checklist"]}[
+        "Sender domain has DKIM set up"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("whose", "domain", "verified", "ok"),
+    [
+        ("global", "news.example.com", True, True),
+        ("own", "NEWS.example.com", True, True),
+        ("own", "news.example.com", False, False),
+        ("stranger", "news.example.com", True, False),
+        ("global", "example.com", True, False),  # the engine signs only the exact domain
+    ],
+)
+def test_checklist_dkim_needs_a_verified_sending_domain_the_account_may_use(
+    owner_client,
+    owner,
+    stranger,
+    whose: str,
+    domain: str,
+    verified: bool,
+    ok: bool,  # noqa: ANN001
+) -> None:
+    from django.utils import timezone
+
+    from sending.models import SendingDomain
+
+    campaign = CampaignFactory(account=owner, from_email="hello@news.example.com")
+    assert not _dkim_ok(owner_client, campaign)
+    SendingDomain.objects.create(
+        account={"global": None, "own": owner, "stranger": stranger}[whose],
+        domain=domain.lower(),
+        private_key_encrypted="-",
+        verified_at=timezone.now() if verified else None,
+    )
+    assert _dkim_ok(owner_client, campaign) is ok
+
+
+def test_checklist_postal_address_of_the_account_or_every_list(owner_client, owner) -> None:  # noqa: ANN001
+    with_address = MailingListFactory(owner=owner, postal_address="List Ltd\nHarbour 2")
+    without = MailingListFactory(owner=owner)
+    campaign = CampaignFactory(account=owner, lists=[with_address, without])
+    url = reverse("campaigns:preview", args=[campaign.uuid])
+
+    def postal_ok() -> bool:
+        page = owner_client.get(url)
+        return {item.label: item.ok for item in page.context["checklist"]}["Postal address"]
+
+    assert not postal_ok()  # the second list's recipients would get none
+    campaign.lists.set([with_address])
+    assert postal_ok()
+    campaign.lists.set([with_address, without])
+    owner.postal_address = "Olivia's News\nMain Street 1\n1000 Copenhagen"
+    owner.save()
+    assert postal_ok()
 
 
 def test_attachments_refuse_dangerous_types_and_too_much(
@@ -308,8 +414,9 @@ def test_test_send_is_queued_and_mails_a_marked_copy(
     settings,  # noqa: ANN001
     django_capture_on_commit_callbacks,  # noqa: ANN001
 ) -> None:
-    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST, settings.EMAIL_PORT = smtp_server.host, smtp_server.port
+    from sending.models import Relay
+
+    Relay.objects.create(name="loop", host=smtp_server.host, port=smtp_server.port, security="none")
     SubscriptionFactory(
         mailing_list=campaign.lists.get(),
         subscriber=SubscriberFactory(account=campaign.account, name="First"),
@@ -322,7 +429,7 @@ def test_test_send_is_queued_and_mails_a_marked_copy(
     messages = smtp_server.wait_for(2)
     assert sorted(m.rcpt_tos[0] for m in messages) == ["a@example.org", "b@example.org"]
     parsed = email.message_from_bytes(messages[0].data)
-    assert parsed["X-Mailpanel-Test"] == "1"
+    assert parsed["X-Mailpanel-Test"] == "yes"
     assert parsed["Subject"] == "[Test] Hello First"
     assert parsed["List-Unsubscribe"].strip().startswith("<http://")
     assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
@@ -353,6 +460,20 @@ def test_web_version_is_public_sandboxed_and_neutral(client, owner, campaign) ->
     assert "Hi , read" in body
     assert 'href="https://example.com/a"' in body  # links as written, not tracked
     assert "/t/c/" not in body and "/t/o/" not in body
+
+
+def test_web_version_stays_for_a_campaign_cancelled_while_sending(client, owner, campaign) -> None:  # noqa: ANN001
+    # Its recipients so far have "view in browser" links in their mail.
+    url = reverse("campaign_public:web-version", args=[campaign.uuid])
+    scheduling.schedule(campaign)
+    scheduling.start(campaign)
+    scheduling.cancel(campaign)
+    assert client.get(url).status_code == 200
+    never_sent = CampaignFactory(account=owner, lists=list(campaign.lists.all()))
+    scheduling.schedule(never_sent)
+    scheduling.cancel(never_sent)
+    never_url = reverse("campaign_public:web-version", args=[never_sent.uuid])
+    assert client.get(never_url).status_code == 404
 
 
 def test_archive_shows_only_published_sent_campaigns(client, owner, mailing_list) -> None:  # noqa: ANN001
