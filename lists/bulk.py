@@ -40,6 +40,9 @@ Status = Subscription.Status
 INLINE_LIMIT = 1000
 CHUNK_SIZE = 1000
 NEEDS_TARGET = {Action.ADD_TO_LIST, Action.REMOVE_FROM_LIST}
+# These reach beyond the list: deleting a subscriber removes them from every list of
+# the account, and a blocklist entry is the account's. Only the owner may run them.
+ACCOUNT_WIDE = {Action.DELETE, Action.BLOCKLIST}
 # Only subscribers who want mail on the source list are added to another list.
 COPIED_STATUSES = (Status.PENDING, Status.CONFIRMED)
 

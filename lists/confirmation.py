@@ -17,6 +17,7 @@ from django.urls import reverse
 
 from lists.models import MailingList, SignupForm, Subscription
 from mailpanel.lib import signing
+from sending import backend
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +39,25 @@ DEFAULT_TEXTS: dict[str, str] = {
     "unsubscribe_text": "Press the button to stop receiving {list}.",
     "unsubscribe_button": "Unsubscribe",
     "unsubscribed_text": "You are unsubscribed from {list}. You will not receive it any more.",
+    "unsubscribe_reason_label": "Why are you leaving? (optional)",
+    "manage_link": "Manage all your subscriptions",
     "preferences_title": "Your subscriptions",
+    "preferences_lists": "Your lists",
+    "preferences_save": "Save",
+    "preferences_saved": "Your preferences are saved.",
+    "preferences_unsubscribe_all": "Unsubscribe from everything",
+    "preferences_unsubscribed_all": "You are unsubscribed from everything.",
+    "preferences_download": "Download my data (JSON)",
+    "preferences_delete_link": "Delete me",
+    "delete_title": "Delete your data",
+    "delete_text": (
+        "This removes your address, name and everything else we keep about you, "
+        "from every list of this sender. It cannot be undone."
+    ),
+    "delete_button": "Delete my data",
+    "deleted_title": "Deleted",
+    "deleted_text": "Your data is deleted. Goodbye.",
+    "welcome_manage_link": "Manage your subscription",
     "invalid_link_text": "This link is not valid or has expired.",
 }
 
@@ -50,6 +69,11 @@ def text(mailing_list: MailingList | None, key: str) -> str:
     custom = mailing_list.texts.get(key) if mailing_list is not None else None
     value = custom if isinstance(custom, str) and custom.strip() else DEFAULT_TEXTS[key]
     return value.replace("{list}", mailing_list.name if mailing_list is not None else "")
+
+
+def texts(mailing_list: MailingList | None) -> dict[str, str]:
+    """Every text in the list's wording, for templates (``{{ texts.delete_button }}``)."""
+    return {key: text(mailing_list, key) for key in DEFAULT_TEXTS}
 
 
 def _sender(mailing_list: MailingList) -> str:
@@ -80,6 +104,8 @@ def _send(
         reply_to=[mailing_list.reply_to] if mailing_list.reply_to else None,
     )
     message.attach_alternative(render_to_string("public/mail.html", context), "text/html")
+    # The list owner's mail: their relays, their DKIM key, a return path naming the account.
+    backend.belongs_to(message, mailing_list.owner_id)
     message.send()
 
 
@@ -128,7 +154,7 @@ def send_welcome(subscription_id: int) -> bool:
         text(mailing_list, "welcome_subject"),
         text(mailing_list, "welcome_body"),
         absolute(reverse("public:preferences", args=[token])),
-        "Manage your subscription",
+        text(mailing_list, "welcome_manage_link"),
     )
     return True
 

@@ -22,10 +22,21 @@ MAX_LINE_BYTES = 64 * 1024
 RAW_KEEP = 500
 
 
+# The encoding rule. A BOM means UTF-8. Otherwise the sample (the first 64 KB) decides
+# when it has non-ASCII bytes: valid UTF-8 proves UTF-8 (a later line that is not
+# UTF-8 is then a bad line, reported), anything else is Latin-1 (which decodes every
+# byte). A sample of plain ASCII proves nothing, so the file is "ascii" until its
+# first line with a non-ASCII byte: valid UTF-8 makes the rest UTF-8, anything else
+# makes the rest Latin-1 (then that line too is read as Latin-1). ASCII lines read the
+# same in all three, so the decision can be saved with any later progress.
+UTF8, UTF8_BOM, LATIN1, UNPROVEN = "utf-8", "utf-8-sig", "latin-1", "ascii"
+
+
 @dataclass(frozen=True)
 class Dialect:
-    # "utf-8-sig" (a BOM), "utf-8" or "latin-1". utf-8-sig decodes every line
-    # correctly: it drops a BOM only at the start of the text it decodes.
+    # "utf-8-sig" (a BOM), "utf-8", "latin-1" or "ascii" (not decided yet, see above).
+    # utf-8-sig decodes every line correctly: it drops a BOM only at the start of the
+    # text it decodes.
     encoding: str
     delimiter: str
 
@@ -43,6 +54,7 @@ class Record:
     cells: list[str]
     raw: str  # the record's text, truncated, for the rejects report
     error: str = ""  # set when the record could not be read at all
+    encoding: str = ""  # the file's encoding as known after this record (see UNPROVEN)
 
 
 def sniff(sample: bytes) -> Dialect:
@@ -53,11 +65,30 @@ def sniff(sample: bytes) -> Dialect:
     try:
         # final=False: the sample may end in the middle of a multi-byte character.
         text = codecs.getincrementaldecoder("utf-8")().decode(sample, final=False)
-        encoding = "utf-8-sig" if bom else "utf-8"
+        encoding = UTF8_BOM if bom else UTF8 if not sample.isascii() else UNPROVEN
     except UnicodeDecodeError:
         text = sample.decode("latin-1")
-        encoding = "latin-1"
+        encoding = LATIN1
     return Dialect(encoding=encoding, delimiter=sniff_delimiter(text))
+
+
+def _decode(chunk: bytes, state: dict) -> str:
+    """One line's text in the file's encoding; decides an undecided one (see UNPROVEN).
+
+    Raises UnicodeDecodeError for a line that is not valid in a decided encoding.
+    """
+    encoding = state["encoding"]
+    if encoding != UNPROVEN:
+        return chunk.decode(encoding)
+    if chunk.isascii():
+        return chunk.decode("ascii")
+    try:
+        text = chunk.decode(UTF8)
+    except UnicodeDecodeError:
+        state["encoding"] = LATIN1
+        return chunk.decode(LATIN1)
+    state["encoding"] = UTF8
+    return text
 
 
 def sniff_delimiter(text: str) -> str:
@@ -86,6 +117,7 @@ def _lines(stream: BinaryIO, encoding: str, offset: int, line: int, state: dict)
     """
     readline = stream.readline
     state["offset"], state["line"] = offset, line
+    state["encoding"] = encoding
     while True:
         chunk = readline(MAX_LINE_BYTES)
         if not chunk:
@@ -101,19 +133,24 @@ def _lines(stream: BinaryIO, encoding: str, offset: int, line: int, state: dict)
                     break
             state["offset"] += size
             state["error"] = f"the line is longer than {MAX_LINE_BYTES // 1024} KB"
-            state["raw"] = chunk[:RAW_KEEP].decode(encoding, "replace")
+            state["raw"] = chunk[:RAW_KEEP].decode(_codec(state), "replace")
             yield "\n"
             continue
         state["offset"] += len(chunk)
         try:
-            text = chunk.decode(encoding)
+            text = _decode(chunk, state)
         except UnicodeDecodeError:
-            state["error"] = f"the line is not valid {encoding.upper()} text"
-            state["raw"] = chunk[:RAW_KEEP].decode(encoding, "replace")
+            state["error"] = f"the line is not valid {_codec(state).upper()} text"
+            state["raw"] = chunk[:RAW_KEEP].decode(_codec(state), "replace")
             yield "\n"
             continue
         state["raw"] = text
         yield text
+
+
+def _codec(state: dict) -> str:
+    # An undecided file holds ASCII so far; its replacement text is UTF-8's.
+    return UTF8 if state["encoding"] == UNPROVEN else state["encoding"]
 
 
 def read_records(
@@ -125,7 +162,7 @@ def read_records(
     and no cells; reading goes on after it.
     """
     stream.seek(offset)
-    state: dict = {"error": "", "raw": "", "offset": offset, "line": line}
+    state: dict = {"error": "", "raw": "", "offset": offset, "line": line, "encoding": ""}
     lines = _lines(stream, dialect.encoding, offset, line, state)
     reader = csv.reader(lines, delimiter=dialect.delimiter)
     while True:
@@ -137,16 +174,21 @@ def read_records(
             return
         except csv.Error as exc:
             raw = state["raw"][:RAW_KEEP].rstrip("\r\n")
-            yield Record(start_line, state["line"], state["offset"], [], raw, str(exc))
+            yield Record(
+                start_line, state["line"], state["offset"], [], raw, str(exc), state["encoding"]
+            )
             continue
         if state["error"]:
             raw = state["raw"].rstrip("\r\n")
-            yield Record(start_line, state["line"], state["offset"], [], raw, state["error"])
+            yield Record(
+                start_line, state["line"], state["offset"], [], raw, state["error"],
+                state["encoding"],
+            )  # fmt: skip
             continue
         if not cells or (len(cells) == 1 and not cells[0].strip()):
             continue
         raw = state["raw"][:RAW_KEEP].rstrip("\r\n")
-        yield Record(start_line, state["line"], state["offset"], cells, raw)
+        yield Record(start_line, state["line"], state["offset"], cells, raw, "", state["encoding"])
 
 
 def preview(stream: BinaryIO, dialect: Dialect, rows: int = 6) -> list[Record]:

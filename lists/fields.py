@@ -10,6 +10,10 @@ from django.core.exceptions import ValidationError
 from lists.models import CustomField
 
 Type = CustomField.Type
+# Numbers are stored as JSON numbers: a longer text or a larger magnitude is a typo or an
+# attack (int() of 1e100000 builds a 100,000-digit integer, and past 4,300 digits raises).
+MAX_NUMBER_CHARS = 40
+MAX_NUMBER = Decimal(10) ** 15
 TRUE_WORDS = {"1", "true", "yes", "y", "on", "x"}
 FALSE_WORDS = {"0", "false", "no", "n", "off", ""}
 
@@ -19,18 +23,15 @@ def clean_value(field: CustomField, raw: object) -> object:
     if raw is None or (isinstance(raw, str) and not raw.strip()):
         return None
     text = str(raw).strip()
+    problem = unstorable(text)
+    if problem:
+        raise ValidationError(f"{field.label}: {problem}")
     if field.type == Type.TEXT:
         if len(text) > 2000:
             raise ValidationError(f"{field.label}: longer than 2000 characters")
         return text
     if field.type == Type.NUMBER:
-        try:
-            number = Decimal(text.replace(",", "."))
-        except InvalidOperation as exc:
-            raise ValidationError(f"{field.label}: {text!r} is not a number") from exc
-        if not number.is_finite():
-            raise ValidationError(f"{field.label}: {text!r} is not a number")
-        return int(number) if number == number.to_integral_value() else float(number)
+        return _number(field, text)
     if field.type == Type.DATE:
         if isinstance(raw, datetime.date):
             return raw.isoformat()
@@ -57,6 +58,40 @@ def clean_value(field: CustomField, raw: object) -> object:
             f"{field.label}: {text!r} is not one of {', '.join(map(str, field.choices))}"
         )
     raise ValidationError(f"{field.label}: unknown field type {field.type}")
+
+
+def _number(field: CustomField, text: str) -> int | float:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise ValidationError(f"{field.label}: use at most {MAX_NUMBER_CHARS} characters")
+    try:
+        number = Decimal(text.replace(",", "."))
+    except InvalidOperation as exc:
+        raise ValidationError(f"{field.label}: {text[:40]!r} is not a number") from exc
+    if not number.is_finite():
+        raise ValidationError(f"{field.label}: {text!r} is not a number")
+    # Compared before any int()/float(): "1e100000" is short but has 100,001 digits.
+    if abs(number) >= MAX_NUMBER:
+        raise ValidationError(f"{field.label}: {text!r} is too large (below 10^15, please)")
+    if number == number.to_integral_value():
+        return int(number)
+    return float(number)
+
+
+def unstorable(text: str) -> str:
+    """Why the database cannot store a text ("" if it can): PostgreSQL refuses NUL
+    characters, and lone surrogates (from JSON's "\\ud800") are not UTF-8 at all."""
+    if "\x00" in text:
+        return "contains a NUL character"
+    if any("\ud800" <= c <= "\udfff" for c in text):
+        return "contains characters that are not valid text"
+    return ""
+
+
+def storable(text: str) -> str:
+    """The text without what :func:`unstorable` objects to (for optional free text)."""
+    if not unstorable(text):
+        return text
+    return "".join(c for c in text if c != "\x00" and not "\ud800" <= c <= "\udfff")
 
 
 def clean_values(

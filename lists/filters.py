@@ -13,11 +13,15 @@ Speed at a million subscriptions (Postgres; ``manage.py bench_list_page`` measur
 - conditions on the subscriber (search, custom field) are a ``subscriber_id IN (subquery)``
   that carries the cursor bound too, and the page's subscribers are fetched by primary key
   in a second query, so no plan walks the subscriber table from its far end;
-- search is a case-insensitive *prefix* match on the address or on the name,
-  ``lower(email) LIKE 'q%'`` / ``lower(name) LIKE 'q%'``, served on Postgres by the
+- search (:func:`_search`) is case-insensitive and has three forms:
+  ``@example.org`` finds the addresses at that domain (the indexed ``domain`` column);
+  three characters or more find the text anywhere in the address or the name,
+  ``lower(email) LIKE '%q%'`` / ``lower(name) LIKE '%q%'``, served on Postgres by the
+  pg_trgm GIN indexes of migration ``0007_subscriber_search_trigram`` (SQLite scans);
+  one or two characters are a *prefix* match, ``LIKE 'q%'``, served by the
   ``(account_id, lower(...) text_pattern_ops)`` indexes of migration
-  ``0002_subscriber_search_prefix`` (a plain btree index does not serve LIKE outside the
-  C collation). A substring search would need pg_trgm; the prefix match is fast enough.
+  ``0002_subscriber_search_prefix``: a trigram index cannot narrow a pattern shorter
+  than a trigram, and "a" anywhere would match nearly every row anyway.
 - "newest" / "oldest" sort by subscriber id (the order in which addresses joined the
   account), which the indexes above serve; "email" sorts by lower(email), then id.
 """
@@ -29,10 +33,11 @@ from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from django.core.exceptions import ValidationError
-from django.db.models import Q, QuerySet
+from django.db.models import BooleanField, ExpressionWrapper, Prefetch, Q, QuerySet
 from django.db.models.fields.json import KeyTransform
 from django.db.models.functions import Lower
 
+from lists import addresses, blocklist
 from lists import fields as field_values
 from lists.models import CustomField, MailingList, Subscriber, Subscription
 
@@ -149,10 +154,7 @@ def _matching_subscribers(mailing_list: MailingList, flt: ListFilter) -> QuerySe
     # The account condition also lets Postgres use the (account_id, lower(...)) indexes.
     people = Subscriber.objects.filter(account_id=mailing_list.owner_id)
     if flt.q:
-        prefix = flt.q.lower()
-        people = people.alias(email_key=Lower("email"), name_key=Lower("name")).filter(
-            Q(email_key__startswith=prefix) | Q(name_key__startswith=prefix)
-        )
+        people = _search(people, flt.q)
     if flt.field:
         # KeyTransform, not a "fields__<key>" keyword: a key with "__" must not become a path.
         people = people.alias(field_value=KeyTransform(flt.field, "fields"))
@@ -161,6 +163,24 @@ def _matching_subscribers(mailing_list: MailingList, flt: ListFilter) -> QuerySe
         else:
             people = people.filter(field_value=flt.value)
     return people
+
+
+SUBSTRING_FROM = 3  # characters: shorter searches match the start only (see above)
+
+
+def _search(people: QuerySet[Subscriber], q: str) -> QuerySet[Subscriber]:
+    """Narrows subscribers to a search: ``@domain``, a substring, or a short prefix."""
+    if q.startswith("@") and len(q) > 1:
+        try:
+            domain = addresses.normalise_domain(q[1:])
+        except addresses.InvalidAddress:
+            return people.none()
+        return people.filter(domain=domain)
+    text = q.lower()
+    people = people.alias(email_key=Lower("email"), name_key=Lower("name"))
+    if len(text) < SUBSTRING_FROM:
+        return people.filter(Q(email_key__startswith=text) | Q(name_key__startswith=text))
+    return people.filter(Q(email_key__contains=text) | Q(name_key__contains=text))
 
 
 def _ordering(sort: str) -> list[object]:
@@ -228,6 +248,14 @@ def _after_email(
     )
 
 
+def _page_subscribers() -> QuerySet[Subscriber]:
+    """Subscribers with ``is_blocked``: the blocklist matches them (lists.blocklist)."""
+    people = blocklist.annotate_email_key(Subscriber.objects.all())
+    return people.annotate(
+        is_blocked=ExpressionWrapper(blocklist.blocked_subscribers_q(), output_field=BooleanField())
+    )
+
+
 def page_size_from(params: object) -> int:
     size = _get(params, "size")
     return int(size) if size.isdigit() and int(size) in PAGE_SIZES else DEFAULT_PAGE_SIZE
@@ -251,8 +279,9 @@ def keyset_page(
     if before:
         queryset = queryset.reverse()
     # Subscribers come in a second query by primary key rather than a join: a join lets
-    # Postgres pick a merge join that walks the subscriber table from its end.
-    queryset = queryset.prefetch_related("subscriber")
+    # Postgres pick a merge join that walks the subscriber table from its end. The same
+    # query marks the blocked ones (an EXISTS per page row, not a query per row).
+    queryset = queryset.prefetch_related(Prefetch("subscriber", queryset=_page_subscribers()))
     rows = list(queryset[: size + 1])
     more = len(rows) > size
     rows = rows[:size]

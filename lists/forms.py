@@ -11,8 +11,21 @@ from lists.models import BulkJob, ListRole, MailingList
 class MailingListForm(forms.ModelForm):
     class Meta:
         model = MailingList
-        fields = ["name", "description", "from_name", "from_email", "reply_to", "double_opt_in"]
-        widgets = {"description": forms.Textarea(attrs={"rows": 3})}
+        fields = [
+            "name",
+            "description",
+            "from_name",
+            "from_email",
+            "reply_to",
+            "double_opt_in",
+            "track_opens",
+            "track_clicks",
+            "postal_address",
+        ]
+        widgets = {
+            "description": forms.Textarea(attrs={"rows": 3}),
+            "postal_address": forms.Textarea(attrs={"rows": 3}),
+        }
 
 
 class GrantForm(forms.Form):

@@ -11,13 +11,17 @@ exactly after its last committed chunk (:func:`resume`).
 
 An import never changes the status of an existing subscription: someone who
 unsubscribed, bounced or complained stays so (the row is counted as skipped, with
-its reason in the report). Pending mode creates pending subscriptions and sends
-no mail itself; confirmation mails belong to the signup flow.
+its reason in the report). Pending mode creates pending subscriptions and, after
+each chunk commits, queues one task with the chunk's new pending subscriptions; it
+mails each subscriber the same double opt-in confirmation a signup form sends
+(:func:`send_confirmations`). Imported subscriptions never confirmed expire like
+a form's (:func:`expire_pending`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import queue
@@ -25,13 +29,16 @@ import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from smtplib import SMTPRecipientsRefused
 from typing import BinaryIO, NamedTuple
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.db import connection, transaction
 from django.db.models import F, Q
-from django.db.models.functions import Lower
+from django.db.models.functions import Coalesce, Lower
 from django.utils import timezone
 
 from lists import addresses, csvfiles, planner, subscriptions
@@ -231,6 +238,8 @@ class Chunk:
     read: int = 0
     end_offset: int = 0
     end_line: int = 0
+    # The file's encoding as known after the chunk's last record (csvfiles.UNPROVEN).
+    encoding: str = ""
 
 
 @dataclass
@@ -291,7 +300,7 @@ def run(
         job.refresh_from_db()
         return job
     if finished:
-        subscriptions.recount([job.mailing_list_id])
+        # No recount: every chunk counted its own new subscriptions as it committed.
         job.refresh_from_db(fields=["imported", "updated"])
         planner.refresh_after_bulk_write(job.imported + job.updated)
         ImportJob.objects.filter(id=job.id).update(
@@ -320,9 +329,17 @@ def _import(
         chunks = _ahead(_chunks(records, plan, seen, chunk_rows))
         for done, chunk in enumerate(chunks, start=1):
             _drop_blocked(chunk, blocked_for)
+            # Erased at the subscriber's request: never re-imported (one query per chunk over
+            # the chunk's address hashes). lists.preferences owns erasure, hence the import.
+            from lists.preferences import drop_erased
+
+            drop_erased(chunk, job.account_id)
             with transaction.atomic():
                 counts = write(job, chunk)
                 _save_progress(job, chunk, counts)
+                _queue_confirmations(counts.pending_ids)
+                # Last: it locks the list's row until COMMIT (concurrent signups wait).
+                _count_new_subscriptions(job, counts.imported)
             if progress is not None:
                 job.refresh_from_db()
                 progress(job)
@@ -406,6 +423,7 @@ def _chunks(
     for record in records:
         chunk.read += 1
         chunk.end_offset, chunk.end_line = record.end_offset, record.end_line
+        chunk.encoding = record.encoding
         line, cells = record.line, record.cells
         if record.error:
             chunk.rejects.append((line, f"unreadable row: {record.error}", record.raw))
@@ -559,6 +577,8 @@ class Counts:
     skipped: int = 0
     # (line, reason) of rows skipped because of the subscription's status.
     inactive: list[tuple[int, str]] = field(default_factory=list)
+    # Ids of the subscriptions this chunk created as pending (pending mode only).
+    pending_ids: list[int] = field(default_factory=list)
 
 
 def _save_progress(job: ImportJob, chunk: Chunk, counts: Counts) -> None:
@@ -572,7 +592,12 @@ def _save_progress(job: ImportJob, chunk: Chunk, counts: Counts) -> None:
         for line, reason in counts.inactive
     ]
     ImportReject.objects.bulk_create(rejects, batch_size=2000, ignore_conflicts=True)
+    decided = {}
+    if job.encoding == csvfiles.UNPROVEN and chunk.encoding not in ("", csvfiles.UNPROVEN):
+        # A resumed run must read on in the encoding this run found (csvfiles.UNPROVEN).
+        decided["encoding"] = chunk.encoding
     ImportJob.objects.filter(id=job.id).update(
+        **decided,
         rows_read=F("rows_read") + chunk.read,
         imported=F("imported") + counts.imported,
         updated=F("updated") + counts.updated,
@@ -582,6 +607,19 @@ def _save_progress(job: ImportJob, chunk: Chunk, counts: Counts) -> None:
         resume_line=chunk.end_line,
         heartbeat_at=timezone.now(),
     )
+
+
+def _count_new_subscriptions(job: ImportJob, imported: int) -> None:
+    """Adds a chunk's new subscriptions to the list's counts: one UPDATE, no COUNT.
+
+    An import only creates subscriptions (it never changes an existing one's status),
+    so its new rows, all in one status, are the whole change. They go through
+    subscriptions.count_added, which reads only the list and the status of what it
+    is given: the same unsaved row ``imported`` times stands for them.
+    """
+    if imported:
+        new = Subscription(mailing_list_id=job.mailing_list_id, status=_new_status(job))
+        subscriptions.count_added(itertools.repeat(new, imported))
 
 
 def _consent(job: ImportJob, now: object) -> dict:
@@ -606,7 +644,7 @@ PG_TEMP = """
 DROP TABLE IF EXISTS import_chunk;
 CREATE TEMP TABLE import_chunk (
     line integer, email text, email_key text, domain text, name text, fields jsonb,
-    subscriber_id bigint, new_subscriber boolean NOT NULL DEFAULT false,
+    subscriber_id bigint, subscription_id bigint, new_subscriber boolean NOT NULL DEFAULT false,
     new_subscription boolean NOT NULL DEFAULT false, status text,
     changed boolean NOT NULL DEFAULT false
 ) ON COMMIT DROP
@@ -676,9 +714,10 @@ def _write_postgres(job: ImportJob, chunk: Chunk) -> Counts:
                 SELECT %s, subscriber_id, %s, %s, %s, %s, %s, ''
                 FROM import_chunk WHERE subscriber_id IS NOT NULL
                 ON CONFLICT (mailing_list_id, subscriber_id) DO NOTHING
-                RETURNING subscriber_id
+                RETURNING id, subscriber_id
             )
-            UPDATE import_chunk t SET new_subscription = true, status = %s
+            UPDATE import_chunk t
+            SET new_subscription = true, status = %s, subscription_id = ins.id
             FROM ins WHERE t.subscriber_id = ins.subscriber_id
             """,  # noqa: S608
             [
@@ -716,8 +755,12 @@ def _write_postgres(job: ImportJob, chunk: Chunk) -> Counts:
             [list(INACTIVE)],
         )
         inactive = [(line, INACTIVE[status]) for line, status in cursor.fetchall()]
+        pending_ids = []
+        if status == Subscription.Status.PENDING:
+            cursor.execute("SELECT subscription_id FROM import_chunk WHERE new_subscription")
+            pending_ids = [row[0] for row in cursor.fetchall()]
     skipped = len(chunk.rows) - imported - updated
-    return Counts(imported, updated, skipped, inactive)
+    return Counts(imported, updated, skipped, inactive, pending_ids)
 
 
 def _update_existing_postgres(cursor: object, job: ImportJob, now: object) -> None:
@@ -796,7 +839,7 @@ def _write_orm(job: ImportJob, chunk: Chunk) -> Counts:
         )
     status = _new_status(job)
     confirmed_at = now if status == Subscription.Status.CONFIRMED else None
-    Subscription.objects.bulk_create(
+    added = Subscription.objects.bulk_create(
         [
             Subscription(
                 mailing_list_id=job.mailing_list_id,
@@ -811,6 +854,8 @@ def _write_orm(job: ImportJob, chunk: Chunk) -> Counts:
         batch_size=500,
     )
     counts = Counts()
+    if status == Subscription.Status.PENDING:
+        counts.pending_ids = _ids_of(job, added)
     changed = []
     for row in chunk.rows:
         subscriber = by_key[row.key]
@@ -834,6 +879,21 @@ def _write_orm(job: ImportJob, chunk: Chunk) -> Counts:
     return counts
 
 
+def _ids_of(job: ImportJob, added: list[Subscription]) -> list[int]:
+    """The primary keys of bulk-created subscriptions (a database without RETURNING
+    leaves them unset: look them up)."""
+    if all(s.pk is not None for s in added):
+        return [s.pk for s in added]
+    found: list[int] = []
+    subscriber_ids = [s.subscriber_id for s in added]
+    for start in range(0, len(subscriber_ids), 500):
+        found += Subscription.objects.filter(
+            mailing_list_id=job.mailing_list_id,
+            subscriber_id__in=subscriber_ids[start : start + 500],
+        ).values_list("id", flat=True)
+    return found
+
+
 def _apply(job: ImportJob, subscriber: Subscriber, row: Row) -> bool:
     """Sets the file's values on an existing subscriber; True when anything changed."""
     if job.existing == ImportJob.Existing.SKIP:
@@ -849,3 +909,78 @@ def _apply(job: ImportJob, subscriber: Subscriber, row: Row) -> bool:
         return False
     subscriber.name, subscriber.fields = name, fields
     return True
+
+
+# --- Confirmation mails of pending imports ------------------------------------------------
+
+
+def _queue_confirmations(subscription_ids: list[int]) -> None:
+    """Queues one task for a chunk's new pending subscriptions, once the chunk commits.
+
+    robust: a broker that is down must not fail the import after its chunk committed;
+    the subscriptions stay pending and unmailed (confirmation_sent_at empty), and expire.
+    """
+    if not subscription_ids:
+        return
+    from lists import tasks
+
+    ids = list(subscription_ids)
+    transaction.on_commit(lambda: tasks.send_import_confirmations.delay(ids), robust=True)
+
+
+def send_confirmations(subscription_ids: list[int]) -> int:
+    """Mails each still-pending imported subscription its own confirmation; returns how many.
+
+    The mail is the one signup forms send (lists.confirmation), one per subscriber:
+    a confirmation link must name one person's subscriptions only. Each subscription
+    is claimed first (confirmation_sent_at set while empty), so a task delivered twice,
+    or retried after a transient SMTP error, mails nobody twice. A failed send gives
+    its claim back and re-raises for the task's retry; a refused recipient is logged
+    and not retried, and the others are still mailed.
+    """
+    from lists import confirmation
+
+    sent = 0
+    for subscription_id in subscription_ids:
+        claimed = Subscription.objects.filter(
+            id=subscription_id,
+            status=Subscription.Status.PENDING,
+            confirmation_sent_at__isnull=True,
+        ).update(confirmation_sent_at=timezone.now())
+        if not claimed:
+            continue
+        try:
+            sent += confirmation.send_confirmation([subscription_id], None)
+        except SMTPRecipientsRefused:
+            logger.warning("confirmation of imported subscription %s refused", subscription_id)
+        except BaseException:
+            Subscription.objects.filter(id=subscription_id).update(confirmation_sent_at=None)
+            raise
+    return sent
+
+
+def expire_pending(now: datetime | None = None) -> int:
+    """Removes imported subscriptions still pending PENDING_EXPIRY_DAYS after their
+    confirmation mail (or after the import, if none went out); returns how many.
+
+    Their confirmation links have expired by then, so they could never be confirmed.
+    Unlike a form's expiry the subscriber stays in the account: the owner brought the
+    address and its data, which may predate the import. Each row is re-read under a
+    lock, so a confirmation arriving meanwhile wins.
+    """
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=settings.PENDING_EXPIRY_DAYS)
+    pending = Subscription.objects.filter(
+        status=Subscription.Status.PENDING, source=Subscription.Source.IMPORT
+    )
+    stale = pending.alias(since=Coalesce("confirmation_sent_at", "status_changed_at")).filter(
+        since__lt=cutoff
+    )
+    removed = 0
+    for subscription_id in stale.values_list("id", flat=True).iterator(chunk_size=500):
+        with transaction.atomic():
+            subscription = pending.select_for_update().filter(id=subscription_id).first()
+            if subscription is not None:
+                subscriptions.remove(subscription)
+                removed += 1
+    return removed

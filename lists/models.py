@@ -94,6 +94,19 @@ class MailingList(models.Model):
     welcome_enabled = models.BooleanField(
         "send a welcome mail", default=False, help_text="After a subscriber confirms."
     )
+    # Tracking in campaigns to this list; a campaign tracks only if one of its lists does.
+    track_opens = models.BooleanField(
+        "track opens", default=True, help_text="Adds an invisible image to campaigns."
+    )
+    track_clicks = models.BooleanField(
+        "track clicks", default=True, help_text="Links go through mailpanel to be counted."
+    )
+    # Empty: campaigns to this list show the account's postal address.
+    postal_address = models.TextField(
+        "postal address",
+        blank=True,
+        help_text="Shown in the footer of campaigns to this list instead of your account's.",
+    )
 
     objects = MailingListQuerySet.as_manager()
 
@@ -249,6 +262,15 @@ class SubscriptionChange(models.Model):
 # --- Custom fields and segments -----------------------------------------------------------
 
 
+class AccountQuerySet(models.QuerySet):
+    """For objects that belong to one account and are not delegated with a list."""
+
+    def visible_to(self, user: object) -> AccountQuerySet:
+        """The user's own account's objects (a delegate sees those of the lists' owner
+        through the list: ``filter(account_id=mailing_list.owner_id)``)."""
+        return self.filter(account=user)
+
+
 class CustomField(models.Model):
     class Type(models.TextChoices):
         TEXT = "text", "Text"
@@ -269,6 +291,8 @@ class CustomField(models.Model):
     in_forms = models.BooleanField("forms may ask for it", default=False)
     position = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = AccountQuerySet.as_manager()
 
     class Meta:
         ordering = ["position", "id"]
@@ -293,6 +317,8 @@ class Segment(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    objects = AccountQuerySet.as_manager()
+
     class Meta:
         ordering = ["name", "id"]
 
@@ -301,6 +327,16 @@ class Segment(models.Model):
 
 
 # --- Blocklist ----------------------------------------------------------------------------
+
+
+class BlocklistEntryQuerySet(models.QuerySet["BlocklistEntry"]):
+    def visible_to(self, user: object) -> BlocklistEntryQuerySet:
+        """The user's account's entries and the global ones (which apply to it too)."""
+        return self.filter(Q(account=user) | Q(account__isnull=True))
+
+    def editable_by(self, user: object) -> BlocklistEntryQuerySet:
+        """The user's account's entries; global ones are changed by operators (the admin)."""
+        return self.filter(account=user)
 
 
 class BlocklistEntry(models.Model):
@@ -327,6 +363,8 @@ class BlocklistEntry(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
+    objects = BlocklistEntryQuerySet.as_manager()
+
     class Meta:
         verbose_name_plural = "blocklist entries"
         ordering = ["value"]
@@ -347,6 +385,14 @@ class BlocklistEntry(models.Model):
 
 
 # --- Import and export jobs ---------------------------------------------------------------
+
+
+class ListJobQuerySet(models.QuerySet):
+    """For jobs on one list (imports, bulk actions)."""
+
+    def visible_to(self, user: object) -> ListJobQuerySet:
+        """Jobs on lists the user may see (owned or delegated with any role)."""
+        return self.filter(mailing_list_id__in=MailingList.objects.visible_to(user).values("id"))
 
 
 class ImportJob(models.Model):
@@ -398,6 +444,8 @@ class ImportJob(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ListJobQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -486,11 +534,85 @@ class BulkJob(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
+    objects = ListJobQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at", "-id"]
 
     def __str__(self) -> str:
         return f"{self.action} on {self.mailing_list_id}"
+
+
+class ExportJobQuerySet(models.QuerySet["ExportJob"]):
+    def visible_to(self, user: object) -> ExportJobQuerySet:
+        """Exports of lists the user may see, and of the user's own segments."""
+        lists = MailingList.objects.visible_to(user).values("id")
+        return self.filter(Q(mailing_list_id__in=lists) | Q(segment__account=user))
+
+
+class ExportJob(models.Model):
+    """A CSV export of a list (maybe filtered) or a segment, written to a file by a worker."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    account = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="export_jobs"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    # Exactly one of the two: a list (narrowed by ``filter``) or a segment.
+    mailing_list = models.ForeignKey(
+        MailingList, on_delete=models.CASCADE, null=True, blank=True, related_name="export_jobs"
+    )
+    segment = models.ForeignKey(
+        Segment, on_delete=models.CASCADE, null=True, blank=True, related_name="export_jobs"
+    )
+    # The list page's filter parameters (lists.filters.ListFilter.params()).
+    filter = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    rows_written = models.PositiveIntegerField(default=0)
+    file = models.FileField(upload_to="exports/%Y/%m/", blank=True)
+    filename = models.CharField("download name", max_length=100)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ExportJobQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(mailing_list__isnull=True) ^ Q(segment__isnull=True),
+                name="exportjob_list_or_segment",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"export {self.filename}"
+
+    # A running export reports progress every few seconds; silence this long means its
+    # worker died (a new export is the remedy: the file is written from the start).
+    STALE_AFTER = timedelta(minutes=2)
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in (self.Status.QUEUED, self.Status.RUNNING) and not self.is_interrupted
+
+    @property
+    def is_interrupted(self) -> bool:
+        if self.status != self.Status.RUNNING:
+            return False
+        beat = self.heartbeat_at or self.started_at or self.created_at
+        return beat < timezone.now() - self.STALE_AFTER
 
 
 # --- Signup forms and suppression ---------------------------------------------------------

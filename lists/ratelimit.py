@@ -11,13 +11,35 @@ import hashlib
 import ipaddress
 import logging
 import time
+import weakref
+from collections.abc import Sequence
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import DEFAULT_CACHE_ALIAS, caches
+from django.core.cache.backends.base import BaseCache
 from django.core.cache.backends.redis import RedisCache
 from django.http import HttpRequest
 
 logger = logging.getLogger(__name__)
+
+# (scope, key, rate): one limit to count a hit against, e.g. ("signup-ip", ip, "20/600").
+Limit = tuple[str, str, str]
+
+# Counts a hit on each key in order and stops at the first one over its limit, so a
+# client refused by its own limit does not use up the next (shared) one. Returns the
+# 1-based position of that key, or 0 when every limit holds. ARGV: limit, seconds, ...
+COUNT_HITS = """
+for i, key in ipairs(KEYS) do
+  local count = redis.call('INCR', key)
+  if count == 1 then redis.call('EXPIRE', key, ARGV[2 * i]) end
+  if count > tonumber(ARGV[2 * i - 1]) then return i end
+end
+return 0
+"""
+
+# Django's RedisCache builds a new redis.Redis (copying its ~170 response callbacks)
+# for every operation. One client per connection pool is thread-safe and free to reuse.
+_scripts: weakref.WeakKeyDictionary[object, object] = weakref.WeakKeyDictionary()
 
 
 def parse_rate(rate: str) -> tuple[int, int]:
@@ -28,41 +50,66 @@ def parse_rate(rate: str) -> tuple[int, int]:
 
 def hit(scope: str, key: str, rate: str) -> bool:
     """Counts one hit; True while the count stays within the rate."""
-    limit, window = parse_rate(rate)
-    bucket = int(time.time() // window)
-    # Hash the key: addresses and IPs may hold characters a cache backend rejects.
-    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-    cache_key = f"rl:{scope}:{digest}:{bucket}"
+    return first_exceeded([(scope, key, rate)]) is None
+
+
+def first_exceeded(limits: Sequence[Limit]) -> str | None:
+    """Counts one hit on each limit in order, in one round trip on Redis.
+
+    Returns the scope of the first limit the hit exceeds, or None when all hold. Limits
+    after an exceeded one are not counted. A cache outage counts nothing and returns None.
+    """
+    now = time.time()
+    keys = []
+    for scope, key, rate in limits:
+        limit, window = parse_rate(rate)
+        keys.append((_cache_key(scope, key, int(now // window)), limit, window))
+    backend = caches[DEFAULT_CACHE_ALIAS]
     try:
-        if _is_redis():
-            return _redis_incr(cache_key, window) <= limit
-        if cache.add(cache_key, 1, timeout=window + 1):
-            return limit >= 1
-        count = cache.incr(cache_key)
-    except ValueError:
-        # The entry expired between add and incr: this is the first hit of a new window.
-        return limit >= 1
+        if isinstance(backend, RedisCache):
+            position = _count_on_redis(backend, keys)
+        else:
+            position = _count_on_cache(backend, keys)
     except Exception:  # noqa: BLE001
         # A cache outage must not take the signup form down; it only loses the limit.
         logger.exception("rate limit cache unavailable")
-        return True
-    return count <= limit
+        return None
+    return limits[position - 1][0] if position else None
 
 
-def _is_redis() -> bool:
-    return isinstance(cache, RedisCache) or isinstance(getattr(cache, "_wrapped", None), RedisCache)
+def _cache_key(scope: str, key: str, bucket: int) -> str:
+    # Hash the key: addresses and IPs may hold characters a cache backend rejects.
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    return f"rl:{scope}:{digest}:{bucket}"
 
 
-def _redis_incr(cache_key: str, window: int) -> int:
-    # One round trip: INCR creates the key at 1, EXPIRE ends it with its window. Django's
-    # Redis cache stores integers as plain Redis integers, so cache.get reads them too.
-    key = cache.make_and_validate_key(cache_key)
-    client = cache._cache.get_client(key, write=True)
-    pipe = client.pipeline(transaction=False)
-    pipe.incr(key)
-    pipe.expire(key, window + 1)
-    count, _ = pipe.execute()
-    return int(count)
+def _count_on_redis(backend: RedisCache, keys: list[tuple[str, int, int]]) -> int:
+    # Keys go through the cache's prefix and version, so cache.clear() resets them and
+    # cache.get reads them (Django stores integers as plain Redis integers).
+    script = _scripts.get(backend._cache)
+    if script is None:
+        client = backend._cache.get_client(write=True)
+        script = _scripts.setdefault(backend._cache, client.register_script(COUNT_HITS))
+    names = [backend.make_and_validate_key(name) for name, _, _ in keys]
+    args = [value for _, limit, window in keys for value in (limit, window + 1)]
+    return int(script(keys=names, args=args))
+
+
+def _count_on_cache(backend: BaseCache, keys: list[tuple[str, int, int]]) -> int:
+    for position, (name, limit, window) in enumerate(keys, start=1):
+        if _incr(backend, name, window) > limit:
+            return position
+    return 0
+
+
+def _incr(backend: BaseCache, name: str, window: int) -> int:
+    if backend.add(name, 1, timeout=window + 1):
+        return 1
+    try:
+        return backend.incr(name)
+    except ValueError:
+        # The entry expired between add and incr: this is the first hit of a new window.
+        return 1
 
 
 def _trusted(address: str) -> bool:

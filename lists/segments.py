@@ -100,19 +100,56 @@ Validator = Callable[[Condition, Context], list[str]]
 Compiler = Callable[[Condition, Context], Q]
 
 
+SubjectGroups = list[tuple[str, list[tuple[str, str, str]]]]
+
+
+@dataclass(frozen=True)
+class EditorRows:
+    """How the segment editor shows a registered condition type as one of its rows.
+
+    A row is (what, op, value); ``what`` is ``<type>`` or ``<type>:<target>``.
+    ``subjects`` gives the editor's "what" choices for an account, grouped, each with the
+    operators it allows (space-separated); ``ops`` are those operators with their labels,
+    ``valueless`` the ones that need no value; ``to_condition(target, op, value)`` and
+    ``to_row(condition)`` convert between a row and a condition.
+    """
+
+    subjects: Callable[[Context], SubjectGroups]
+    ops: tuple[tuple[str, str], ...]
+    to_condition: Callable[[str, str, str], Condition]
+    to_row: Callable[[Condition], dict]
+    valueless: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class ConditionType:
     label: str
     validate: Validator
     compile: Compiler
+    editor: EditorRows | None = None
 
 
 CONDITION_TYPES: dict[str, ConditionType] = {}
 
 
-def register(name: str, *, label: str, validate: Validator, compile: Compiler) -> None:  # noqa: A002
-    """Adds (or replaces) a condition type: how to check it and how to turn it into a Q."""
-    CONDITION_TYPES[name] = ConditionType(label=label, validate=validate, compile=compile)
+def register(
+    name: str,
+    *,
+    label: str,
+    validate: Validator,
+    compile: Compiler,  # noqa: A002
+    editor: EditorRows | None = None,
+) -> None:
+    """Adds (or replaces) a condition type: how to check it and how to turn it into a Q,
+    and optionally how the segment editor offers it (else only the API can use it)."""
+    CONDITION_TYPES[name] = ConditionType(
+        label=label, validate=validate, compile=compile, editor=editor
+    )
+
+
+def editors() -> list[tuple[str, EditorRows]]:
+    """The registered condition types the editor can show, in registration order."""
+    return [(name, ct.editor) for name, ct in CONDITION_TYPES.items() if ct.editor]
 
 
 # --- Public API ---------------------------------------------------------------------------

@@ -10,25 +10,29 @@ was new, pending or already subscribed.
 
 from __future__ import annotations
 
-import hashlib
 import logging
+import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import TypeVar
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import connections, router, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Model
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from lists import addresses, blocklist, mxcheck, ratelimit, subscriptions
-from lists.fields import clean_value
+from lists import addresses, blocklist, mxcheck, preferences, ratelimit, subscriptions
+from lists.fields import clean_value, unstorable
 from lists.models import (
     CustomField,
     MailingList,
     SignupForm,
     Subscriber,
     Subscription,
-    SuppressedAddress,
 )
 from mailpanel.lib import signing
 
@@ -103,7 +107,75 @@ def form_fields(form: SignupForm) -> list[FieldSpec]:
     return specs
 
 
+def open_form(form_id: object) -> SignupForm | None:
+    """The enabled form with this public id, or None; its lists come in the same query.
+
+    :func:`form_lists` then answers without a query. Every public post starts here,
+    so the statement is written once by hand: building it through the ORM on every
+    request cost more CPU than the rest of a signup's queries together.
+    """
+    connection = connections[router.db_for_read(SignupForm)]
+    uuid_field = SignupForm._meta.get_field("uuid")
+    params = [uuid_field.get_db_prep_value(form_id, connection), True]
+    with connection.cursor() as cursor:
+        cursor.execute(_open_form_sql(connection), params)
+        rows = cursor.fetchall()
+    if not rows:
+        return None
+    width = len(SignupForm._meta.concrete_fields)
+    form = _from_row(SignupForm, rows[0][:width], connection)
+    form._loaded_lists = [
+        _from_row(MailingList, row[width:], connection) for row in rows if row[width] is not None
+    ]
+    return form
+
+
+def _open_form_sql(connection: BaseDatabaseWrapper) -> str:
+    q = connection.ops.quote_name
+    form_meta, list_meta = SignupForm._meta, MailingList._meta
+    m2m = form_meta.get_field("lists")
+    columns = [f"f.{q(f.column)}" for f in form_meta.concrete_fields]
+    columns += [f"l.{q(f.column)}" for f in list_meta.concrete_fields]
+    # LEFT JOINs: a form without (own) lists still comes back, with empty list columns.
+    # Only the account's own lists, even if the M2M was tampered with in the admin.
+    return (
+        f"SELECT {', '.join(columns)} FROM {q(form_meta.db_table)} f"  # noqa: S608
+        f" LEFT JOIN {q(m2m.m2m_db_table())} fl"
+        f" ON fl.{q(m2m.m2m_column_name())} = f.{q('id')}"
+        f" LEFT JOIN {q(list_meta.db_table)} l ON l.{q('id')} = fl.{q(m2m.m2m_reverse_name())}"
+        f" AND l.{q('owner_id')} = f.{q('account_id')}"
+        f" WHERE f.{q('uuid')} = %s AND f.{q('enabled')} = %s"
+        f" ORDER BY l.{q('name')}, l.{q('id')}"
+    )
+
+
+M = TypeVar("M", bound=Model)
+# Per database connection: the columns of a model with the ORM's converters for them.
+_converters: weakref.WeakKeyDictionary[BaseDatabaseWrapper, dict] = weakref.WeakKeyDictionary()
+
+
+def _from_row(model: type[M], values: Sequence[object], connection: BaseDatabaseWrapper) -> M:
+    """A model instance from all its concrete columns, converted as a queryset would."""
+    known = _converters.setdefault(connection, {})
+    if model not in known:
+        table = model._meta.db_table
+        known[model] = [
+            (col, connection.ops.get_db_converters(col) + f.get_db_converters(connection))
+            for f in model._meta.concrete_fields
+            for col in [f.get_col(table)]
+        ]
+    converted = []
+    for value, (col, converters) in zip(values, known[model], strict=True):
+        for convert in converters:
+            value = convert(value, col, connection)
+        converted.append(value)
+    return model.from_db(connection.alias, None, converted)
+
+
 def form_lists(form: SignupForm) -> list[MailingList]:
+    loaded = getattr(form, "_loaded_lists", None)
+    if loaded is not None:
+        return list(loaded)
     # Only the account's own lists, even if the M2M was tampered with in the admin.
     return list(form.lists.filter(owner_id=form.account_id).order_by("name", "id"))
 
@@ -138,6 +210,9 @@ class CleanSignup:
     name: str = ""
     fields: dict[str, object] = field(default_factory=dict)
     lists: list[MailingList] = field(default_factory=list)
+    # The address was erased at the subscriber's request: only a confirmed opt-in brings
+    # it back, whatever the list's double opt-in setting.
+    erased: bool = False
 
 
 def validate(
@@ -151,6 +226,11 @@ def validate(
         if not raw:
             if spec.required:
                 errors[spec.name] = ["This field is required."]
+            continue
+        problem = unstorable(raw)
+        if problem:
+            # PostgreSQL refuses these outright; a field error, not a DataError.
+            errors[spec.name] = [f"This field {problem}."]
             continue
         if spec.name == "email":
             try:
@@ -169,7 +249,8 @@ def validate(
                 continue
             if value is not None:
                 clean.fields[spec.custom_field.key] = value
-    if form.consent_text and _first(data, "consent") not in ("on", "1", "true", "yes"):
+    # "on" from a checkbox, "yes" from the embeds, true from a JSON post.
+    if form.consent_text and _first(data, "consent").lower() not in ("on", "1", "true", "yes"):
         errors["consent"] = ["Please give your consent to subscribe."]
     if form.allow_list_choice and len(lists) > 1:
         chosen = set(_many(data, "lists"))
@@ -184,17 +265,54 @@ def validate(
 # --- The whole post ---------------------------------------------------------------------
 
 
-def _fill_time_ok(form: SignupForm, data: object) -> bool:
+# The minimum fill time, and why the plain HTML embed has no stamp.
+#
+# The hosted page and the script embed get a fresh signed stamp each time they are shown
+# (the page renders it, the script fetches it from embed.json). A post carrying a stamp
+# must carry one of this form's, at least SIGNUP_MIN_FILL_SECONDS and at most
+# SIGNUP_STAMP_MAX_AGE_HOURS old: too fast is a bot, too old is a stamp copied and reused.
+# The plain HTML embed is pasted once into someone else's page, so any stamp in it would
+# be as old as the paste: it carries none. A post without a stamp is accepted only on the
+# HTML endpoint (the JSON endpoint of the script embed always needs one), only past the
+# honeypot, and only within the stricter SIGNUP_RATE_PER_IP_UNSTAMPED. A stamp that is
+# present but bad never falls back to that path.
+STAMP_OK, STAMP_MISSING, STAMP_BAD, STAMP_FAST, STAMP_OLD = "ok", "missing", "bad", "fast", "old"
+STAMP_ERRORS = {
+    STAMP_MISSING: "Please send the form from its page.",
+    STAMP_BAD: "That was very fast. Please check the form and send it again.",
+    STAMP_FAST: "That was very fast. Please check the form and send it again.",
+    STAMP_OLD: "This form was open for a long time. Please send it again.",
+}
+
+
+def stamp_state(form: SignupForm, data: object) -> str:
+    """What the post's fill-time stamp says: one of the STAMP_* values."""
+    stamp = _first(data, TIMESTAMP)
+    if not stamp:
+        return STAMP_MISSING
     try:
-        elapsed = signing.seconds_since_rendered(_first(data, TIMESTAMP), str(form.uuid))
+        elapsed = signing.seconds_since_rendered(stamp, str(form.uuid))
     except signing.BadToken:
-        return False
-    return elapsed >= settings.SIGNUP_MIN_FILL_SECONDS
+        return STAMP_BAD
+    if elapsed < settings.SIGNUP_MIN_FILL_SECONDS:
+        return STAMP_FAST
+    if elapsed > settings.SIGNUP_STAMP_MAX_AGE_HOURS * 3600:
+        return STAMP_OLD
+    return STAMP_OK
 
 
-def process(form: SignupForm, data: object, *, ip: str, user_agent: str) -> SignupResult:
+def process(
+    form: SignupForm,
+    data: object,
+    *,
+    ip: str,
+    user_agent: str,
+    stamp_optional: bool = False,
+) -> SignupResult:
     """Validates and applies one signup post; returns what to answer.
 
+    ``stamp_optional``: the post may come from the plain HTML embed, which has no
+    fill-time stamp (see the rule above :func:`stamp_state`).
     Queues the confirmation mail (after commit) for subscriptions that need one.
     Bots (honeypot), blocked addresses and addresses over their rate limit get the
     same answer as a real signup and nothing happens.
@@ -204,13 +322,21 @@ def process(form: SignupForm, data: object, *, ip: str, user_agent: str) -> Sign
     if _first(data, HONEYPOT):
         logger.info("signup form %s: honeypot filled from %s", form.uuid, ip)
         return success
-    if not _fill_time_ok(form, data):
-        return SignupResult(
-            400, {NON_FIELD: ["That was very fast. Please check the form and send it again."]}
-        )
-    if not ratelimit.hit("signup-ip", ip, settings.SIGNUP_RATE_PER_IP):
+    stamp = stamp_state(form, data)
+    unstamped = stamp == STAMP_MISSING and stamp_optional
+    if stamp != STAMP_OK and not unstamped:
+        return SignupResult(400, {NON_FIELD: [STAMP_ERRORS[stamp]]})
+    limits = [
+        ("signup-ip", ip, settings.SIGNUP_RATE_PER_IP),
+        ("signup-form", str(form.uuid), settings.SIGNUP_RATE_PER_FORM),
+    ]
+    if unstamped:
+        # First, so a stamp-less flood never counts against the form's own limit.
+        limits.insert(0, ("signup-ip-unstamped", ip, settings.SIGNUP_RATE_PER_IP_UNSTAMPED))
+    exceeded = ratelimit.first_exceeded(limits)
+    if exceeded in ("signup-ip", "signup-ip-unstamped"):
         return SignupResult(429, {NON_FIELD: ["Too many signups from your address. Try later."]})
-    if not ratelimit.hit("signup-form", str(form.uuid), settings.SIGNUP_RATE_PER_FORM):
+    if exceeded == "signup-form":
         return SignupResult(429, {NON_FIELD: ["Too many signups right now. Try again later."]})
     if not lists:
         return SignupResult(400, {NON_FIELD: ["This form is not open for signups."]})
@@ -223,7 +349,11 @@ def process(form: SignupForm, data: object, *, ip: str, user_agent: str) -> Sign
         return success
     if not mxcheck.domain_accepts_mail(addresses.domain_of(clean.email)):
         return SignupResult(400, {"email": ["This address's domain cannot receive e-mail."]})
-    if blocklist.is_blocked(clean.email, form.account):
+    # One statement for the blocklist and the erased addresses: the hot path's budget.
+    blocked, clean.erased = blocklist.is_blocked_or_erased(
+        clean.email, form.account_id, preferences.address_hash(clean.email)
+    )
+    if blocked:
         return success
     consent = {
         "time": timezone.now().isoformat(),
@@ -237,65 +367,94 @@ def process(form: SignupForm, data: object, *, ip: str, user_agent: str) -> Sign
     return success
 
 
+@transaction.atomic
 def apply(form: SignupForm, clean: CleanSignup, consent: dict) -> list[int]:
     """Subscribes the address to the chosen lists; returns the subscriptions to confirm.
 
     An existing subscriber's name and fields are left alone: an anonymous post must
     not change someone's data. Confirmed, bounced and complained subscriptions stay
     as they are; unsubscribed ones go back through double opt-in; pending ones are
-    mailed again only after the cool-down.
+    mailed again only after the cool-down. Concurrent signups of the same address
+    end with one subscriber, one subscription per list and one confirmation mail.
     """
-    try:
-        return _apply(form, clean, consent)
-    except IntegrityError:
-        # A concurrent signup of the same new address won the insert: run again, and
-        # this time find its subscriber (cheaper than a savepoint around every insert).
-        return _apply(form, clean, consent)
-
-
-@transaction.atomic
-def _apply(form: SignupForm, clean: CleanSignup, consent: dict) -> list[int]:
     subscriber, created = subscriptions.find_or_create_subscriber(
-        form.account, clean.email, name=clean.name, fields=clean.fields
+        form.account_id, clean.email, name=clean.name, fields=clean.fields
     )
     now = timezone.now()
-    cooldown = now - timedelta(minutes=settings.SIGNUP_CONFIRM_COOLDOWN_MINUTES)
     note = f"signup form {form.uuid}"
+    existing = {} if created else _subscriptions_of(subscriber, clean.lists)
+    added: list[Subscription] = []
     to_confirm: list[int] = []
-    confirmed_now: list[int] = []
-    existing = {}
-    if not created:
-        existing = {
-            s.mailing_list_id: s
-            for s in Subscription.objects.select_for_update().filter(
-                subscriber=subscriber, mailing_list__in=clean.lists
-            )
-        }
+    resent: list[int] = []
     for mailing_list in clean.lists:
         subscription = existing.get(mailing_list.id)
         if subscription is None:
-            status = Status.PENDING if mailing_list.double_opt_in else Status.CONFIRMED
-            subscription, _ = subscriptions.subscribe(
-                mailing_list, subscriber, status=status, source=Subscription.Source.FORM, note=note
-            )
-            (to_confirm if status == Status.PENDING else confirmed_now).append(subscription.id)
-        elif subscription.status == Status.PENDING:
-            sent = subscription.confirmation_sent_at
-            if sent is None or sent < cooldown:
-                to_confirm.append(subscription.id)
-        elif subscription.status == Status.UNSUBSCRIBED:
-            subscriptions.change_status(
-                subscription, Status.PENDING, source=Subscription.Source.FORM, note=note
-            )
+            subscription, is_new = _find_or_add(mailing_list, subscriber, now, erased=clean.erased)
+            if is_new:
+                added.append(subscription)
+                if subscription.status == Status.PENDING:
+                    to_confirm.append(subscription.id)
+                continue
+        if _needs_confirmation(subscription, now, note):
             to_confirm.append(subscription.id)
+            resent.append(subscription.id)
+    confirmed_now = [s.id for s in added if s.status == Status.CONFIRMED]
     if confirmed_now:
         _record_consent(subscriber, consent)
         for subscription_id in confirmed_now:
             _queue_welcome(subscription_id)
+    if resent:
+        Subscription.objects.filter(id__in=resent).update(confirmation_sent_at=now)
     if to_confirm:
-        Subscription.objects.filter(id__in=to_confirm).update(confirmation_sent_at=now)
         _queue_confirmation(to_confirm, form.id)
+    subscriptions.count_added(added)  # last: it locks the lists' rows until COMMIT
     return to_confirm
+
+
+def _find_or_add(
+    mailing_list: MailingList, subscriber: Subscriber, now: datetime, *, erased: bool = False
+) -> tuple[Subscription, bool]:
+    """(subscription, whether this signup created it)."""
+    while True:
+        # The confirmation is queued with the insert, so its time goes in with the row.
+        opt_in = mailing_list.double_opt_in or erased
+        status = Status.PENDING if opt_in else Status.CONFIRMED
+        added = subscriptions.add(
+            mailing_list.id,
+            subscriber.id,
+            status=status,
+            source=Subscription.Source.FORM,
+            confirmation_sent_at=now if status == Status.PENDING else None,
+        )
+        if added is not None:
+            return added, True
+        # A concurrent signup put the address on this list first: go on with its row.
+        found = _subscriptions_of(subscriber, [mailing_list]).get(mailing_list.id)
+        if found is not None:
+            return found, False
+
+
+def _subscriptions_of(subscriber: Subscriber, lists: list[MailingList]) -> dict[int, Subscription]:
+    # Locked: a concurrent signup of the same address waits here, then sees our
+    # confirmation_sent_at and respects the cool-down.
+    rows = Subscription.objects.select_for_update().filter(
+        subscriber=subscriber, mailing_list__in=lists
+    )
+    return {s.mailing_list_id: s for s in rows}
+
+
+def _needs_confirmation(subscription: Subscription, now: datetime, note: str) -> bool:
+    """For a subscription that existed: whether this signup mails a confirmation."""
+    if subscription.status == Status.PENDING:
+        sent = subscription.confirmation_sent_at
+        cooldown = now - timedelta(minutes=settings.SIGNUP_CONFIRM_COOLDOWN_MINUTES)
+        return sent is None or sent < cooldown
+    if subscription.status == Status.UNSUBSCRIBED:
+        subscriptions.change_status(
+            subscription, Status.PENDING, source=Subscription.Source.FORM, note=note
+        )
+        return True
+    return False
 
 
 def _queue_confirmation(subscription_ids: list[int], form_id: int) -> None:
@@ -388,32 +547,34 @@ def confirm(token: str, *, ip: str, user_agent: str) -> ConfirmResult:
         for subscription_id in changed:
             _queue_welcome(subscription_id)
         # The person opted in again by themselves: an earlier erasure no longer suppresses.
-        SuppressedAddress.objects.filter(
-            account_id=subscriber.account_id,
-            address_hash=hashlib.sha256(
-                addresses.comparison_key(subscriber.email).encode("utf-8")
-            ).hexdigest(),
-        ).delete()
+        preferences.lift_suppression(subscriber.account_id, subscriber.email)
     return result
 
 
 # --- Expiry -----------------------------------------------------------------------------
 
 
-def expire_pending(now: object | None = None) -> int:
+def expire_pending(now: datetime | None = None) -> int:
     """Removes form subscriptions left pending past PENDING_EXPIRY_DAYS; returns how many.
 
-    A subscriber left with no subscription at all is deleted too: an address someone
-    typed into a form and never confirmed is not kept.
+    Counted from the last confirmation mail (a pending address signing up again after
+    the cool-down gets a fresh link, which must live its full time), else from the
+    signup. A subscriber left with no subscription at all is deleted too: an address
+    someone typed into a form and never confirmed is not kept. Each row is re-read
+    under a lock, so a confirmation or a fresh mail arriving meanwhile wins.
     """
     now = now or timezone.now()
     cutoff = now - timedelta(days=settings.PENDING_EXPIRY_DAYS)
-    stale = Subscription.objects.filter(
-        status=Status.PENDING, source=Subscription.Source.FORM, status_changed_at__lt=cutoff
+    pending = Subscription.objects.filter(status=Status.PENDING, source=Subscription.Source.FORM)
+    stale = pending.alias(since=Coalesce("confirmation_sent_at", "status_changed_at")).filter(
+        since__lt=cutoff
     )
     removed = 0
-    for subscription in stale.iterator(chunk_size=500):
+    for subscription_id in stale.values_list("id", flat=True).iterator(chunk_size=500):
         with transaction.atomic():
+            subscription = stale.select_for_update().filter(id=subscription_id).first()
+            if subscription is None:
+                continue
             subscriptions.remove(subscription)
             removed += 1
             if not Subscription.objects.filter(subscriber_id=subscription.subscriber_id).exists():

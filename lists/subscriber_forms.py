@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from django import forms
 
-from lists import addresses, fields
+from lists import addresses, fields, preferences
 from lists.models import CustomField, Subscriber, Subscription
 
 FIELD_PREFIX = "field_"
@@ -92,6 +92,12 @@ class SubscriberForm(forms.Form):
                 raise forms.ValidationError(
                     f"Another subscriber of this account already has the address {email}."
                 )
+            # Renaming someone to an erased address would bring the erased person back.
+            renamed = addresses.comparison_key(email) != addresses.comparison_key(
+                self.subscriber.email
+            )
+            if renamed and preferences.is_suppressed(self.subscriber.account_id, email):
+                raise forms.ValidationError(preferences.ERASED_ERROR.format(email=email))
         return email
 
     def custom_field_names(self) -> list[str]:

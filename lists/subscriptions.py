@@ -3,7 +3,9 @@
 Every status change goes through :func:`change_status` (or the bulk functions
 here), which records the change in the subscription's history and keeps the
 list's per-status counts right. Other apps (signup forms, bounces, statistics)
-call these functions; none of them writes the tables directly.
+call these functions; none of them writes the tables directly. The signup hot
+path adds subscriptions with :func:`add` and counts them with :func:`count_added`
+at the end of its transaction, so a list's row is locked only for the commit.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from django.db import transaction
+from django.db import connections, models, router, transaction
 from django.db.models import Count, F
 from django.utils import timezone
 
@@ -66,22 +68,101 @@ def _timestamps_for(status: str, now: object) -> dict[str, object]:
 def find_or_create_subscriber(
     account: object, email: str, *, name: str = "", fields: dict | None = None
 ) -> tuple[Subscriber, bool]:
-    """Returns (subscriber, created) for an address of the account.
+    """Returns (subscriber, created) for an address of the account (or account id).
+
+    Safe against a concurrent creation of the same address: the insert skips on the
+    unique constraint and the other one's subscriber is returned.
 
     Raises addresses.InvalidAddress when the address is not usable.
     """
     email = addresses.normalise(email)
-    existing = Subscriber.objects.filter(account=account).with_email(email).first()
-    if existing is not None:
-        return existing, False
-    subscriber = Subscriber.objects.create(
-        account=account,
-        email=email,
-        domain=addresses.domain_of(email),
-        name=name,
-        fields=fields or {},
+    owner = {"account": account} if isinstance(account, models.Model) else {"account_id": account}
+    while True:
+        subscriber = Subscriber(
+            **owner, email=email, domain=addresses.domain_of(email), name=name, fields=fields or {}
+        )
+        if _insert_unless_exists(subscriber):
+            return subscriber, True
+        existing = Subscriber.objects.filter(**owner).with_email(email).first()
+        if existing is not None:
+            return existing, False
+        # The conflicting subscriber was deleted in the meantime: try the insert again.
+
+
+def _insert_unless_exists(obj: models.Model) -> bool:
+    """INSERT ... ON CONFLICT DO NOTHING, on PostgreSQL and SQLite alike.
+
+    Returns True and sets the primary key if the row went in, False if it clashed with
+    a unique constraint. On PostgreSQL the insert waits for a concurrent transaction
+    holding the same key and skips once that one commits, so no savepoint is needed.
+    """
+    meta = obj._meta
+    connection = connections[router.db_for_write(type(obj))]
+    fields = [f for f in meta.concrete_fields if not f.primary_key]
+    values = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
+    quote = connection.ops.quote_name
+    sql = "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT DO NOTHING".format(  # noqa: S608
+        quote(meta.db_table),
+        ", ".join(quote(f.column) for f in fields),
+        ", ".join(["%s"] * len(fields)),
     )
-    return subscriber, True
+    returning = connection.features.can_return_columns_from_insert  # not SQLite < 3.35
+    with connection.cursor() as cursor:
+        cursor.execute(f"{sql} RETURNING {quote(meta.pk.column)}" if returning else sql, values)
+        if returning:
+            row = cursor.fetchone()
+            pk = row[0] if row else None
+        else:
+            pk = cursor.lastrowid if cursor.rowcount == 1 else None
+    if pk is None:
+        return False
+    obj.pk = pk
+    obj._state.adding = False
+    obj._state.db = connection.alias
+    return True
+
+
+def add(
+    mailing_list_id: int,
+    subscriber_id: int,
+    *,
+    status: str,
+    source: str,
+    confirmation_sent_at: object | None = None,
+) -> Subscription | None:
+    """Inserts a new subscription; returns it, or None if the subscriber is already on the list.
+
+    Leaves the list's counts alone: pass what it returns to :func:`count_added`, as the
+    last statement of the transaction.
+    """
+    now = timezone.now()
+    subscription = Subscription(
+        mailing_list_id=mailing_list_id,
+        subscriber_id=subscriber_id,
+        status=status,
+        source=source,
+        confirmation_sent_at=confirmation_sent_at,
+        **_timestamps_for(status, now),
+    )
+    return subscription if _insert_unless_exists(subscription) else None
+
+
+def count_added(added: Iterable[Subscription]) -> None:
+    """Adds new subscriptions (from :func:`add`) to their lists' counts.
+
+    Every signup to a list updates the list's row, and the row stays locked until
+    COMMIT: concurrent signups to a list queue on it. Called as the last statement
+    before COMMIT, the lock is held for the commit only. Lists go in id order, so two
+    signups to the same lists cannot deadlock.
+    """
+    by_list: dict[int, dict[str, int]] = {}
+    for subscription in added:
+        counts = by_list.setdefault(subscription.mailing_list_id, {})
+        name = COUNT_FIELD[subscription.status]
+        counts[name] = counts.get(name, 0) + 1
+    for list_id in sorted(by_list):
+        changes = {name: F(name) + n for name, n in by_list[list_id].items()}
+        MailingList.objects.filter(id=list_id).update(**changes)
 
 
 @transaction.atomic
@@ -118,11 +199,13 @@ def change_status(
     actor: object | None = None,
     note: str = "",
     reason: str = "",
+    campaign_id: int | None = None,
 ) -> bool:
     """Moves a subscription to a new status; returns False if it already had it.
 
     The update is conditional on the old status, so two concurrent changes
-    record one history row each and never count twice.
+    record one history row each and never count twice. An unsubscribe is also
+    logged in the statistics, for ``campaign_id`` when the campaign's link did it.
     """
     old_status = subscription.status
     if old_status == new_status:
@@ -136,8 +219,9 @@ def change_status(
     if not changed:
         subscription.refresh_from_db()
         return change_status(
-            subscription, new_status, source=source, actor=actor, note=note, reason=reason
-        )
+            subscription, new_status, source=source, actor=actor, note=note, reason=reason,
+            campaign_id=campaign_id,
+        )  # fmt: skip
     for key, value in values.items():
         setattr(subscription, key, value)
     SubscriptionChange.objects.create(
@@ -149,7 +233,27 @@ def change_status(
         actor=actor if getattr(actor, "pk", None) else None,
     )
     _adjust_counts(subscription.mailing_list_id, old_status, new_status)
+    if new_status == Status.UNSUBSCRIBED:
+        _log_unsubscribe(subscription, source, reason, campaign_id)
     return True
+
+
+def _log_unsubscribe(
+    subscription: Subscription, source: str, reason: str, campaign_id: int | None
+) -> None:
+    from stats import events
+
+    subscriber = subscription.subscriber
+    details = {"source": source, **({"reason": reason[:200]} if reason else {})}
+    events.record(
+        events.Kind.UNSUBSCRIBED,
+        account_id=subscriber.account_id,
+        campaign_id=campaign_id or None,
+        mailing_list_id=subscription.mailing_list_id,
+        subscriber_id=subscriber.pk,
+        recipient_domain=subscriber.domain,
+        details=details,
+    )
 
 
 def unsubscribe(

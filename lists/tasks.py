@@ -39,10 +39,17 @@ def send_welcome(subscription_id: int) -> bool:
 
 @shared_task
 def expire_pending_subscriptions() -> int:
-    """Beat: removes form subscriptions never confirmed (settings.PENDING_EXPIRY_DAYS)."""
+    """Beat: removes form and import subscriptions never confirmed (PENDING_EXPIRY_DAYS)."""
     from lists import signup
 
-    return signup.expire_pending()
+    return signup.expire_pending() + imports.expire_pending()
+
+
+# A chunk's worth of ids: a retry skips those already mailed (lists.imports claims each).
+@shared_task(autoretry_for=_MAIL_ERRORS, retry_backoff=30, max_retries=8)
+def send_import_confirmations(subscription_ids: list[int]) -> int:
+    """Mails the confirmation of each pending subscription an import created."""
+    return imports.send_confirmations(subscription_ids)
 
 
 # --- Bulk actions (lists.bulk) ------------------------------------------------------------
@@ -52,3 +59,12 @@ def run_bulk_job(job_id: int) -> None:
     from lists import bulk
 
     bulk.run_job(job_id)
+
+
+# --- Export jobs (lists.exports) ----------------------------------------------------------
+# Like an import: long, and not resumed by a redelivered message (a new export is).
+@shared_task(soft_time_limit=6 * 3600, time_limit=6 * 3600 + 300)
+def run_export(job_id: int) -> None:
+    from lists import exports
+
+    exports.run_job(job_id)

@@ -48,6 +48,9 @@ urlpatterns = [
     path("imports/<uuid:job_uuid>/resume/", imports.import_resume, name="import-resume"),
     # Exports and segments (lists.views.segments)
     path("<uuid:list_uuid>/export/", segments.list_export, name="export-list"),
+    path("<uuid:list_uuid>/export/job/", segments.list_export_start, name="export-start"),
+    path("exports/<uuid:job_uuid>/progress/", segments.export_progress, name="export-progress"),
+    path("exports/<uuid:job_uuid>/download/", segments.export_download, name="export-download"),
     path("segments/", segments.segment_index, name="segment-index"),
     path("segments/new/", segments.segment_create, name="segment-create"),
     path("segments/count/", segments.segment_count, name="segment-count"),
@@ -55,6 +58,11 @@ urlpatterns = [
     path("segments/<uuid:segment_uuid>/edit/", segments.segment_edit, name="segment-edit"),
     path("segments/<uuid:segment_uuid>/delete/", segments.segment_delete, name="segment-delete"),
     path("segments/<uuid:segment_uuid>/export/", segments.segment_export, name="segment-export"),
+    path(
+        "segments/<uuid:segment_uuid>/export/job/",
+        segments.segment_export_start,
+        name="segment-export-start",
+    ),
     # Custom fields (lists.views.fields)
     path("fields/", fields.field_index, name="field-index"),
     path("fields/new/", fields.field_create, name="field-create"),
@@ -69,6 +77,8 @@ urlpatterns = [
     path("forms/new/", signup_forms.form_create, name="form-create"),
     path("forms/<uuid:form_id>/", signup_forms.form_detail, name="form-detail"),
     path("forms/<uuid:form_id>/edit/", signup_forms.form_edit, name="form-edit"),
+    path("forms/new/preview/", signup_forms.form_live_preview, name="form-live-preview-new"),
+    path("forms/<uuid:form_id>/preview/", signup_forms.form_live_preview, name="form-live-preview"),
     path("forms/<uuid:form_id>/delete/", signup_forms.form_delete, name="form-delete"),
     path("<uuid:list_id>/public-texts/", signup_forms.list_public, name="list-public"),
 ]

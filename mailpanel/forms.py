@@ -18,11 +18,13 @@ class AccountForm(forms.ModelForm):
             "time_zone",
             "default_from_name",
             "default_from_email",
+            "postal_address",
         )
         help_texts = {
             "default_from_name": "Used as the sender name of new lists and campaigns.",
             "default_from_email": "Used as the sender address of new lists and campaigns.",
         }
+        widgets = {"postal_address": forms.Textarea(attrs={"rows": 3})}
 
     def clean_default_from_name(self) -> str:
         # The sender name ends up in a From: header; a line break there would add a header.

@@ -19,6 +19,13 @@ class User(AbstractUser):
     time_zone = models.CharField(max_length=64, default="UTC")
     default_from_name = models.CharField("default sender name", max_length=200, blank=True)
     default_from_email = models.EmailField("default sender address", blank=True)
+    # Bulk-mail rules (CAN-SPAM, the EU's e-commerce rules) want the sender's postal
+    # address in every campaign: it fills {{ sender.address }}; a list may override it.
+    postal_address = models.TextField(
+        "postal address",
+        blank=True,
+        help_text="Organisation name and postal address, shown in the footer of campaigns.",
+    )
 
     @property
     def display_name(self) -> str:

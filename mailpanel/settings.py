@@ -56,6 +56,10 @@ TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
 PENDING_EXPIRY_DAYS = env.int("PENDING_EXPIRY_DAYS", default=7)
 SIGNUP_CONFIRM_COOLDOWN_MINUTES = env.int("SIGNUP_CONFIRM_COOLDOWN_MINUTES", default=60)
 SIGNUP_MIN_FILL_SECONDS = env.float("SIGNUP_MIN_FILL_SECONDS", default=2.0)
+# A form's fill-time stamp is refused once older than this (so a copied stamp dies).
+SIGNUP_STAMP_MAX_AGE_HOURS = env.float("SIGNUP_STAMP_MAX_AGE_HOURS", default=24.0)
+# The plain HTML embed carries no stamp: its posts get this stricter limit per IP instead.
+SIGNUP_RATE_PER_IP_UNSTAMPED = env.str("SIGNUP_RATE_PER_IP_UNSTAMPED", default="3/3600")
 # Rate limits: "<count>/<seconds>".
 SIGNUP_RATE_PER_IP = env.str("SIGNUP_RATE_PER_IP", default="20/600")
 SIGNUP_RATE_PER_FORM = env.str("SIGNUP_RATE_PER_FORM", default="600/60")
@@ -245,7 +249,21 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 3600.0,
     },
     "poll-bounce-mailboxes": {"task": "bounces.tasks.poll_mailboxes", "schedule": 60.0},
+    # Tracking: buffered opens and clicks into the log; partitions ahead; list rollups.
+    "drain-tracking-buffer": {"task": "stats.tasks.drain_tracking_buffer", "schedule": 2.0},
+    "ensure-event-partitions": {"task": "stats.tasks.ensure_partitions", "schedule": 86400.0},
+    "roll-up-lists": {"task": "stats.tasks.roll_up_lists", "schedule": 3600.0},
 }
+
+# Tracking (stats/). Addresses of opens and clicks are kept as "truncate" (/24, /48),
+# "hash" (HMAC with SECRET_KEY) or "none". A click this soon after sending is a scanner.
+STATS_IP_MODE = env.str("STATS_IP_MODE", default="truncate")
+if STATS_IP_MODE not in ("truncate", "hash", "none"):
+    raise ImproperlyConfigured("STATS_IP_MODE must be truncate, hash or none.")
+STATS_SCANNER_SECONDS = env.float("STATS_SCANNER_SECONDS", default=10.0)
+STATS_DRAIN_CHUNK_SIZE = env.int("STATS_DRAIN_CHUNK_SIZE", default=1000)
+# Extra machine networks for stats.machines, as "<name>=<cidr>" (e.g. "apple=17.0.0.0/8").
+STATS_MACHINE_NETWORKS = env.list("STATS_MACHINE_NETWORKS", default=[])
 
 # Campaigns: attachment limits (bytes), the editor's image uploads, and CKEditor 5.
 CAMPAIGN_ATTACHMENT_MAX_FILE_BYTES = env.int(
@@ -294,8 +312,14 @@ SEND_GRACE_HOURS = env.float("SEND_GRACE_HOURS", default=12)
 SEND_RETRY_DEADLINE_HOURS = env.float("SEND_RETRY_DEADLINE_HOURS", default=24)
 # The domain of VERP return paths (bounces+...@BOUNCE_DOMAIN); default: the sender's.
 BOUNCE_DOMAIN = env.str("BOUNCE_DOMAIN", default="")
+# Campaigns may only send from addresses on verified sending domains (DKIM published):
+# on in production, off on the embedded default where nothing leaves the machine.
+REQUIRE_VERIFIED_SENDER_DOMAIN = env.bool("REQUIRE_VERIFIED_SENDER_DOMAIN", default=not DEBUG)
 # Bounce mailboxes (bounces/mailboxes.py) behind a private CA: the CA's PEM file.
 BOUNCE_MAILBOX_CA_FILE = env.str("BOUNCE_MAILBOX_CA_FILE", default="")
+# Alert the operators when one relay and receiving domain refuse this many messages in a day
+# because of the sender (bounces/suppression.py). Shared by all accounts, so not theirs to set.
+BOUNCE_SENDER_SIDE_ALERT_THRESHOLD = env.int("BOUNCE_SENDER_SIDE_ALERT_THRESHOLD", default=20)
 
 # ESP tracking webhooks (bounces/webhooks.py), served at /webhooks/<esp>/tracking/.
 # Mailgun signs its posts (MAILGUN_WEBHOOK_SIGNING_KEY); SendGrid, Postmark and Amazon SES

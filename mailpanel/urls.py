@@ -10,6 +10,8 @@ admin.site.site_header = "mailpanel operations"
 admin.site.site_title = "mailpanel admin"
 
 urlpatterns = [
+    # First: the tracking endpoints take most requests, and resolving walks the list in order.
+    path("t/", include("stats.public_urls")),
     path("", account.home, name="home"),
     path("account/", account.account, name="account"),
     path("accounts/signup/", account.signup, name="signup"),
@@ -52,6 +54,7 @@ urlpatterns = [
     path("campaigns/", include("campaigns.urls")),
     path("sending/", include("sending.urls")),
     path("bounces/", include("bounces.urls")),
+    path("stats/", include("stats.urls")),
     path("s/", include("lists.public_urls")),
     path("c/", include("campaigns.public_urls")),
     path("healthz", health.healthz, name="healthz"),

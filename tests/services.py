@@ -80,8 +80,11 @@ def start_smtp_server() -> tuple[Controller, SMTPServer]:
 class WorkerProcess:
     """A real ``celery worker`` child process on the test database and broker."""
 
-    def __init__(self, log_path: Path, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, log_path: Path, extra_env: dict[str, str] | None = None, name: str = "test"
+    ) -> None:
         self.log_path = log_path
+        self.name = f"{name}-{os.getpid()}"
         env = {
             **os.environ,
             "DATABASE_URL": database_url(),
@@ -108,7 +111,7 @@ class WorkerProcess:
                 "--without-mingle",
                 "--without-heartbeat",
                 "-n",
-                f"test-{os.getpid()}@%h",
+                f"{self.name}@%h",
                 "-l",
                 "INFO",
             ],

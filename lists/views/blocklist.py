@@ -5,7 +5,6 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
@@ -38,9 +37,7 @@ def blocklist_index(request: HttpRequest) -> HttpResponse:
         # The report is shown once, on this response; the form starts empty again.
         form = BlocklistPasteForm()
     query = request.GET.get("q", "").strip()
-    entries = BlocklistEntry.objects.filter(
-        Q(account=request.user) | Q(account__isnull=True)
-    ).order_by("value", "kind", "id")
+    entries = BlocklistEntry.objects.visible_to(request.user).order_by("value", "kind", "id")
     if query:
         entries = entries.filter(value__icontains=query.lower())
     page = Paginator(entries, ENTRIES_PER_PAGE).get_page(request.GET.get("page"))
@@ -60,12 +57,14 @@ def blocklist_index(request: HttpRequest) -> HttpResponse:
 @require_POST
 def blocklist_remove(request: HttpRequest) -> HttpResponse:
     # Entries are addressed by (kind, value), unique per account: no ids in URLs, and a
-    # global entry or another account's entry never matches account=request.user.
+    # global entry or another account's entry is never editable by the user.
     form = BlocklistRemoveForm(request.POST)
     if form.is_valid():
-        deleted, _ = BlocklistEntry.objects.filter(
-            account=request.user, kind=form.cleaned_data["kind"], value=form.cleaned_data["value"]
-        ).delete()
+        deleted, _ = (
+            BlocklistEntry.objects.editable_by(request.user)
+            .filter(kind=form.cleaned_data["kind"], value=form.cleaned_data["value"])
+            .delete()
+        )
         if deleted:
             messages.success(request, f"Removed {form.cleaned_data['value']} from the blocklist.")
         else:

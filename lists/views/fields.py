@@ -90,12 +90,12 @@ class CustomFieldForm(forms.ModelForm):
 
 
 def _get_field(request: HttpRequest, key: str) -> CustomField:
-    return get_object_or_404(CustomField, account=request.user, key=key)
+    return get_object_or_404(CustomField.objects.visible_to(request.user), key=key)
 
 
 @login_required
 def field_index(request: HttpRequest) -> HttpResponse:
-    custom_fields = CustomField.objects.filter(account=request.user).order_by("position", "id")
+    custom_fields = CustomField.objects.visible_to(request.user).order_by("position", "id")
     return render(request, "lists/field_index.html", {"custom_fields": custom_fields})
 
 

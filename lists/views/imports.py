@@ -10,33 +10,24 @@ from uuid import UUID
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from lists import imports
-from lists.models import CustomField, ImportJob, MailingList
+from lists.access import get_list_for_user
+from lists.models import CustomField, ImportJob
 
 DANGEROUS_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
-def _get_list(request: HttpRequest, list_uuid: UUID, *, write: bool) -> MailingList:
-    """404 for a list the user cannot see, 403 when a viewer tries to change it."""
-    mailing_list = get_object_or_404(MailingList.objects.visible_to(request.user), uuid=list_uuid)
-    if write and not MailingList.objects.editable_by(request.user).filter(id=mailing_list.id):
-        raise PermissionDenied("Viewers cannot import into this list.")
-    return mailing_list
-
-
 def _get_job(request: HttpRequest, job_uuid: UUID, *, write: bool = False) -> ImportJob:
-    visible = MailingList.objects.visible_to(request.user).values("id")
+    """404 for a job on a list the user cannot see, 403 when a viewer tries to change it."""
     job = get_object_or_404(
-        ImportJob.objects.select_related("mailing_list").filter(mailing_list_id__in=visible),
-        uuid=job_uuid,
+        ImportJob.objects.visible_to(request.user).select_related("mailing_list"), uuid=job_uuid
     )
     if write:
-        _get_list(request, job.mailing_list.uuid, write=True)
+        get_list_for_user(request, job.mailing_list.uuid, write=True)
     return job
 
 
@@ -95,7 +86,7 @@ class MappingForm(forms.Form):
 
 @login_required
 def import_upload(request: HttpRequest, list_uuid: UUID) -> HttpResponse:
-    mailing_list = _get_list(request, list_uuid, write=True)
+    mailing_list, _ = get_list_for_user(request, list_uuid, write=True)
     form = UploadForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         try:

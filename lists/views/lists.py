@@ -10,7 +10,9 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
+from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -18,9 +20,18 @@ from django.views.decorators.http import require_POST
 
 from lists import access, bulk, filters
 from lists.forms import BulkActionForm, GrantForm, MailingListForm, RevokeForm
-from lists.models import BulkJob, CustomField, ImportJob, ListRole, MailingList, Subscription
+from lists.models import (
+    BulkJob,
+    CustomField,
+    ExportJob,
+    ImportJob,
+    ListRole,
+    MailingList,
+    Subscription,
+)
 
 ACTIVE_JOB_STATUSES = (BulkJob.Status.QUEUED, BulkJob.Status.RUNNING)
+JobModel = BulkJob | ExportJob | ImportJob
 
 
 @login_required
@@ -87,15 +98,25 @@ def list_detail(request: HttpRequest, list_uuid: uuid.UUID) -> HttpResponse:
         "statuses": Subscription.Status.choices,
         "sorts": filters.SORTS.items(),
         "custom_fields": CustomField.objects.filter(account_id=mailing_list.owner_id),
-        "import_jobs": ImportJob.objects.filter(mailing_list=mailing_list)[:5],
-        **_recent_jobs(mailing_list),
+        "import_jobs": _jobs(ImportJob, request, mailing_list)[:5],
+        **_recent_jobs(request, mailing_list),
         "matching_count": _known_count(mailing_list, flt),
+        # The export covers what the page shows: the same filter, in the same order.
+        "filter_params": flt.params(),
+        "export_jobs": _jobs(ExportJob, request, mailing_list)[:3],
     }
     if can_edit:
-        context["bulk_form"] = BulkActionForm(
-            targets=bulk.target_lists_for(request.user, mailing_list)
-        )
+        context["bulk_form"] = _bulk_form(request, mailing_list, role)
     return render(request, "lists/list_detail.html", context)
+
+
+def _bulk_form(request: HttpRequest, mailing_list: MailingList, role: str) -> BulkActionForm:
+    """The bulk action form, offering a manager only the actions bulk_action allows them."""
+    form = BulkActionForm(targets=bulk.target_lists_for(request.user, mailing_list))
+    if role != access.OWNER:
+        action = form.fields["action"]
+        action.choices = [c for c in action.choices if c[0] not in bulk.ACCOUNT_WIDE]
+    return form
 
 
 def _known_count(mailing_list: MailingList, flt: filters.ListFilter) -> int | None:
@@ -107,8 +128,13 @@ def _known_count(mailing_list: MailingList, flt: filters.ListFilter) -> int | No
     return mailing_list.total_count
 
 
-def _recent_jobs(mailing_list: MailingList) -> dict[str, object]:
-    jobs = list(BulkJob.objects.filter(mailing_list=mailing_list).select_related("target_list")[:3])
+def _jobs(model: type[JobModel], request: HttpRequest, mailing_list: MailingList) -> QuerySet:
+    """The list's jobs of a kind, through the model's visible_to like every panel query."""
+    return model.objects.visible_to(request.user).filter(mailing_list=mailing_list)
+
+
+def _recent_jobs(request: HttpRequest, mailing_list: MailingList) -> dict[str, object]:
+    jobs = list(_jobs(BulkJob, request, mailing_list).select_related("target_list")[:3])
     return {
         "bulk_jobs": jobs,
         "bulk_jobs_active": any(job.status in ACTIVE_JOB_STATUSES for job in jobs),
@@ -122,7 +148,7 @@ def bulk_jobs(request: HttpRequest, list_uuid: uuid.UUID) -> HttpResponse:
     return render(
         request,
         "lists/bulk_jobs.html",
-        {"mailing_list": mailing_list, **_recent_jobs(mailing_list)},
+        {"mailing_list": mailing_list, **_recent_jobs(request, mailing_list)},
     )
 
 
@@ -130,6 +156,9 @@ def bulk_jobs(request: HttpRequest, list_uuid: uuid.UUID) -> HttpResponse:
 @require_POST
 def bulk_action(request: HttpRequest, list_uuid: uuid.UUID) -> HttpResponse:
     mailing_list, role = access.get_list_for_user(request, list_uuid, write=True)
+    if request.POST.get("action") in bulk.ACCOUNT_WIDE and role != access.OWNER:
+        # As on the subscriber page: a manager's rights end at the list's edge.
+        raise PermissionDenied("Only the list's owner may delete or blocklist subscribers.")
     flt = filters.parse_filter(mailing_list, request.POST)
     back = _detail_url(mailing_list, flt)
     target_uuid = request.POST.get("target", "").strip()

@@ -28,6 +28,7 @@ from django.http.multipartparser import MultiPartParserError
 from django.shortcuts import render
 from django.templatetags.static import static
 from django.urls import reverse
+from django.utils.html import escape
 from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
@@ -110,7 +111,7 @@ def _client(request: HttpRequest) -> tuple[str, str]:
 
 
 def _get_form(form_id: object) -> SignupForm | None:
-    return SignupForm.objects.filter(uuid=form_id, enabled=True).select_related("account").first()
+    return signup.open_form(form_id)
 
 
 def _brand(mailing_list: MailingList | None) -> dict[str, str] | None:
@@ -162,6 +163,11 @@ def _form_context(
     }
 
 
+def hosted_form_context(request: HttpRequest, form: SignupForm) -> dict:
+    """The hosted page's template context for a form (the builder's live preview too)."""
+    return _form_context(request, form)
+
+
 def _framed(response: HttpResponse) -> HttpResponse:
     response["Content-Security-Policy"] = FRAMEABLE_CSP
     return response
@@ -179,7 +185,8 @@ def form_page(request: HttpRequest, form_id: object) -> HttpResponse:
     if request.method != "POST":
         return _framed(render(request, "public/form.html", _form_context(request, form)))
     ip, agent = _client(request)
-    result = signup.process(form, request.POST, ip=ip, user_agent=agent)
+    # This endpoint is also the plain HTML embed's target, which carries no stamp.
+    result = signup.process(form, request.POST, ip=ip, user_agent=agent, stamp_optional=True)
     if not result.ok:
         context = _form_context(request, form, request.POST, result.errors)
         return _framed(render(request, "public/form.html", context, status=result.status))
@@ -278,14 +285,17 @@ def embed_snippets(request: HttpRequest, form: SignupForm) -> dict[str, str]:
     hosted = base + reverse("public:form", args=[form.uuid])
     context = _form_context(request, form)
     context["action"] = hosted
+    # Pasted once and served for years: no fill-time stamp (see lists.signup.stamp_state).
+    context["timestamp"] = ""
     return {
         "html": render_to_string("public/_embed_form.html", context).strip(),
         "script": (
             f'<div data-mailpanel-form="{hosted}"></div>\n'
             f'<script src="{base}{static("js/embed.js")}" async></script>'
         ),
+        # The title is the owner's text inside an attribute: escaped like the template does.
         "iframe": (
-            f'<iframe src="{hosted}" title="{form.title}" width="100%" height="520" '
+            f'<iframe src="{hosted}" title="{escape(form.title)}" width="100%" height="520" '
             'style="border:0;max-width:480px"></iframe>'
         ),
         "hosted": hosted,
@@ -296,8 +306,11 @@ def embed_snippets(request: HttpRequest, form: SignupForm) -> dict[str, str]:
 @_never_500
 @require_http_methods(["GET", "HEAD"])
 def form_preview(request: HttpRequest, form_id: object, kind: str) -> HttpResponse:
-    """A page holding one embed, for the builder's sandboxed preview iframes."""
-    form = _get_form(form_id) or SignupForm.objects.filter(uuid=form_id).first()
+    """A page holding one embed, for the builder's sandboxed preview iframes.
+
+    Public, so only enabled forms: a disabled form answers like an unknown one.
+    """
+    form = _get_form(form_id)
     if form is None or kind not in ("html", "script"):
         return _framed(render(request, "public/form_missing.html", {"brand": None}, status=404))
     snippet = embed_snippets(request, form)[kind]
@@ -336,6 +349,7 @@ def confirm(request: HttpRequest, token: str) -> HttpResponse:
         "brand": _brand(mailing_list),
         "title": confirmation.text(mailing_list, "confirm_page_title"),
         "text": confirmation.text(mailing_list, "confirmed_text"),
+        "texts": confirmation.texts(mailing_list),
         "preferences_url": reverse(
             "public:preferences",
             args=[signing.preference_token(result.confirmed[0].subscriber_id)],
@@ -360,6 +374,7 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
             "brand": _brand(mailing_list),
             "title": confirmation.text(mailing_list, "unsubscribe_title"),
             "text": confirmation.text(mailing_list, "unsubscribed_text"),
+            "texts": confirmation.texts(mailing_list),
             "preferences_url": reverse(
                 "public:preferences", args=[signing.preference_token(subscription.subscriber_id)]
             ),
@@ -372,6 +387,7 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
         "button": confirmation.text(mailing_list, "unsubscribe_button"),
         "already": subscription.status not in ("confirmed", "pending"),
         "unsubscribed_text": confirmation.text(mailing_list, "unsubscribed_text"),
+        "texts": confirmation.texts(mailing_list),
         "preferences_url": reverse(
             "public:preferences", args=[signing.preference_token(subscription.subscriber_id)]
         ),
@@ -419,9 +435,11 @@ def _preferences_context(subscriber: Any, token: str, errors: dict | None = None
         }
         for cf in preferences.editable_fields(subscriber)
     ]
+    first_list = subs[0].mailing_list if subs else None
     return {
-        "brand": _brand(subs[0].mailing_list if subs else None),
-        "title": confirmation.text(subs[0].mailing_list if subs else None, "preferences_title"),
+        "brand": _brand(first_list),
+        "title": confirmation.text(first_list, "preferences_title"),
+        "texts": confirmation.texts(first_list),
         "subscriber": subscriber,
         "subscriptions": subs,
         "fields": fields,
@@ -440,15 +458,15 @@ def preferences_page(request: HttpRequest, token: str) -> HttpResponse:
     if request.method == "POST":
         if request.POST.get("action") == "unsubscribe_all":
             preferences.unsubscribe_everywhere(subscriber)
-            saved = "You are unsubscribed from everything."
+            saved = "preferences_unsubscribed_all"
         else:
             errors = preferences.update_fields(subscriber, request.POST)
             if not errors:
-                wanted = {int(v) for v in request.POST.getlist("lists") if v.isdigit()}
+                wanted = preferences.parse_list_ids(request.POST.getlist("lists"))
                 preferences.set_lists(subscriber, wanted)
-                saved = "Your preferences are saved."
+                saved = "preferences_saved"
     context = _preferences_context(subscriber, token, errors)
-    context["saved"] = saved
+    context["saved"] = context["texts"][saved] if saved else ""
     return render(request, "public/preferences.html", context, status=400 if errors else 200)
 
 
@@ -468,15 +486,14 @@ def preferences_export(request: HttpRequest, token: str) -> HttpResponse:
 def preferences_delete(request: HttpRequest, token: str) -> HttpResponse:
     subscriber = preferences.subscriber_for_preferences(token)
     subs = preferences.subscriptions_of(subscriber)
-    brand = _brand(subs[0].mailing_list if subs else None)
+    first_list = subs[0].mailing_list if subs else None
+    brand, texts = _brand(first_list), confirmation.texts(first_list)
     if request.method == "POST":
         preferences.erase(subscriber)
-        return render(
-            request,
-            "public/message.html",
-            {"brand": brand, "title": "Deleted", "text": "Your data is deleted. Goodbye."},
-        )
-    return render(request, "public/delete.html", {"brand": brand, "token": token})
+        context = {"brand": brand, "title": texts["deleted_title"], "text": texts["deleted_text"]}
+        return render(request, "public/message.html", context)
+    context = {"brand": brand, "token": token, "texts": texts}
+    return render(request, "public/delete.html", context)
 
 
 def unsubscribe_urls(subscriber_id: int, list_id: int, campaign_id: int | None = None) -> dict:

@@ -11,21 +11,30 @@ from __future__ import annotations
 
 import json
 import uuid
+from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, QueryDict, StreamingHttpResponse
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    QueryDict,
+    StreamingHttpResponse,
+)
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from lists import exports, segments
 from lists.access import get_list_for_user
-from lists.filters import filter_subscriptions
-from lists.models import Segment, Subscriber
+from lists.filters import filter_subscriptions, parse_filter
+from lists.models import ExportJob, Segment, Subscriber
 
 SAMPLE_SIZE = 20
 MAX_ROWS = segments.MAX_CONDITIONS
@@ -79,6 +88,9 @@ def subject_choices(context: segments.Context) -> list[tuple[str, list[tuple[str
             + [(f"subscribed:{u}", f"Subscribed to {ml.name}", dates) for u, ml in lists],
         ),
     ]
+    # Condition types other apps registered with editor rows (engagement, from stats).
+    for _name, editor in segments.editors():
+        groups += editor.subjects(context)
     return groups
 
 
@@ -86,7 +98,18 @@ def op_choices() -> list[tuple[str, list[tuple[str, str]]]]:
     statuses = [(f"{STATUS_PREFIX}any", "with any status")] + [
         (f"{STATUS_PREFIX}{s}", f"as {s}") for s in segments.STATUSES
     ]
-    return [("Comparison", list(segments.OP_LABELS.items())), ("List status", statuses)]
+    choices = [("Comparison", list(segments.OP_LABELS.items())), ("List status", statuses)]
+    registered: dict[str, str] = {}
+    for _name, editor in segments.editors():
+        registered.update(editor.ops)
+    if registered:
+        choices.append(("More", list(registered.items())))
+    return choices
+
+
+def valueless_ops() -> list[str]:
+    """Operators after which the editor hides the value box."""
+    return [*segments.VALUELESS_OPS] + [op for _, e in segments.editors() for op in e.valueless]
 
 
 def row_to_condition(what: str, op: str, value: str) -> dict | None:
@@ -94,6 +117,9 @@ def row_to_condition(what: str, op: str, value: str) -> dict | None:
     kind, _, target = what.partition(":")
     if not kind:
         return None
+    registered = segments.CONDITION_TYPES.get(kind)
+    if registered is not None and registered.editor is not None:
+        return registered.editor.to_condition(target, op, value)
     if kind == "field":
         condition = {"type": "field", "field": target, "op": op}
         if op not in segments.VALUELESS_OPS:
@@ -113,6 +139,9 @@ def row_to_condition(what: str, op: str, value: str) -> dict | None:
 def condition_to_row(condition: dict) -> dict | None:
     """The editor row for a condition, or None when the rows cannot show it (a group)."""
     kind = condition.get("type")
+    registered = segments.CONDITION_TYPES.get(kind) if isinstance(kind, str) else None
+    if registered is not None and registered.editor is not None:
+        return registered.editor.to_row(condition)
     value = condition.get("value")
     value = "" if value is None else ("yes" if value is True else "no" if value is False else value)
     if kind == "field":
@@ -183,6 +212,7 @@ def editor_context(account: object, definition: dict, rows: list[dict] | None) -
         "row_count": len(rows),
         "subjects": subject_choices(context),
         "ops": op_choices(),
+        "valueless_ops": valueless_ops(),
         "extra_json": json.dumps(extra) if extra else "",
         "extra_count": len(extra),
     }
@@ -192,7 +222,7 @@ def editor_context(account: object, definition: dict, rows: list[dict] | None) -
 
 
 def _get_segment(request: HttpRequest, segment_uuid: uuid.UUID) -> Segment:
-    return get_object_or_404(Segment, account=request.user, uuid=segment_uuid)
+    return get_object_or_404(Segment.objects.visible_to(request.user), uuid=segment_uuid)
 
 
 def _matching(segment: Segment) -> tuple[QuerySet[Subscriber] | None, list[str]]:
@@ -204,7 +234,7 @@ def _matching(segment: Segment) -> tuple[QuerySet[Subscriber] | None, list[str]]
 
 @login_required
 def segment_index(request: HttpRequest) -> HttpResponse:
-    account_segments = Segment.objects.filter(account=request.user).order_by("name", "id")
+    account_segments = Segment.objects.visible_to(request.user).order_by("name", "id")
     return render(request, "lists/segment_index.html", {"segments": account_segments})
 
 
@@ -261,6 +291,7 @@ def segment_detail(request: HttpRequest, segment_uuid: uuid.UUID) -> HttpRespons
     segment = _get_segment(request, segment_uuid)
     matching, errors = _matching(segment)
     context = {"segment": segment, "errors": errors, "count": None, "sample": []}
+    context["export_jobs"] = segment.export_jobs.all()[:3]
     if matching is not None:
         context["count"] = matching.count()
         context["sample"] = list(matching.order_by("-id")[:SAMPLE_SIZE])
@@ -298,6 +329,59 @@ def segment_export(request: HttpRequest, segment_uuid: uuid.UUID) -> HttpRespons
         messages.error(request, "Fix the segment before exporting it: " + "; ".join(errors))
         return redirect("lists:segment-edit", segment.uuid)
     return _csv_response(exports.segment_rows(segment, request.user.tzinfo()), segment.name)
+
+
+@login_required
+@require_POST
+def list_export_start(request: HttpRequest, list_uuid: uuid.UUID) -> HttpResponse:
+    """Starts an export job of the list page's current filter (posted as hidden fields).
+    Viewers may export: it only reads."""
+    mailing_list, _ = get_list_for_user(request, list_uuid)
+    flt = parse_filter(mailing_list, request.POST)
+    exports.start_list_export(mailing_list, request.user, flt.params())
+    messages.success(request, "The export is being written; download it below when it is done.")
+    url = reverse("lists:detail", args=[mailing_list.uuid])
+    return redirect(f"{url}?{urlencode(flt.params())}" if flt.params() else url)
+
+
+@login_required
+@require_POST
+def segment_export_start(request: HttpRequest, segment_uuid: uuid.UUID) -> HttpResponse:
+    segment = _get_segment(request, segment_uuid)
+    _, errors = _matching(segment)
+    if errors:
+        messages.error(request, "Fix the segment before exporting it: " + "; ".join(errors))
+        return redirect("lists:segment-edit", segment.uuid)
+    exports.start_segment_export(segment, request.user)
+    messages.success(request, "The export is being written; download it below when it is done.")
+    return redirect("lists:segment-detail", segment.uuid)
+
+
+def _get_export(request: HttpRequest, job_uuid: uuid.UUID) -> ExportJob:
+    """An export of a list the user may see (or of their segment); any other is a 404."""
+    jobs = ExportJob.objects.visible_to(request.user)
+    return get_object_or_404(jobs, uuid=job_uuid)
+
+
+@login_required
+@require_GET
+def export_progress(request: HttpRequest, job_uuid: uuid.UUID) -> HttpResponse:
+    """One export job's state, polled by htmx while it runs."""
+    job = _get_export(request, job_uuid)
+    return render(request, "lists/export_progress.html", {"job": job})
+
+
+@login_required
+@require_GET
+def export_download(request: HttpRequest, job_uuid: uuid.UUID) -> HttpResponse:
+    job = _get_export(request, job_uuid)
+    if job.status != ExportJob.Status.DONE or not job.file:
+        raise Http404("This export is not ready.")
+    response = FileResponse(
+        job.file.open("rb"), as_attachment=True, filename=job.filename, content_type="text/csv"
+    )
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 @login_required

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -10,11 +12,12 @@ from django.core.validators import RegexValidator, URLValidator
 from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_POST
 
 from lists import confirmation
 from lists.models import CustomField, MailingList, SignupForm
-from lists.views.public import embed_snippets
+from lists.views.public import PAGE_CSP, embed_snippets, hosted_form_context
 
 http_url = URLValidator(schemes=["http", "https"])
 SHOW_CHOICES = [("off", "Not shown"), ("optional", "Optional"), ("required", "Required")]
@@ -182,6 +185,36 @@ def form_detail(request: HttpRequest, form_id: object) -> HttpResponse:
         "lists": signup_form.lists.all(),
     }
     return render(request, "lists/form_detail.html", context)
+
+
+# The live preview of unsaved values: framed by the edit page only, run in a sandbox
+# (no scripts, no form posts), so whatever the owner typed cannot act.
+PREVIEW_CSP = PAGE_CSP.replace("frame-ancestors 'none'", "frame-ancestors 'self'") + "; sandbox"
+
+
+@login_required
+@require_POST
+@xframe_options_sameorigin
+def form_live_preview(request: HttpRequest, form_id: object | None = None) -> HttpResponse:
+    """The hosted page as it would look with the posted (unsaved) builder values.
+
+    Nothing is saved. Another account's form is a 404, like every builder page.
+    """
+    instance = _get_form_for_user(request, form_id) if form_id else SignupForm()
+    # A copy: the form writes the posted values onto its instance, even invalid ones.
+    instance = copy.copy(instance)
+    form = SignupFormForm(request.POST, instance=instance, account=request.user)
+    form.is_valid()  # fills the instance with every valid value; errors are shown on save
+    preview = form.instance
+    preview.account = request.user
+    preview.field_config = form.field_config()
+    preview._loaded_lists = list(form.cleaned_data.get("lists") or [])
+    context = hosted_form_context(request, preview)
+    context["action"] = ""
+    response = render(request, "public/form.html", context)
+    response["Content-Security-Policy"] = PREVIEW_CSP
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 @login_required

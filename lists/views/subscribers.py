@@ -23,7 +23,7 @@ from django.views.decorators.http import require_POST
 
 from bounces import reports as bounce_reports
 from bounces import suppression
-from lists import addresses, blocklist, subscriptions
+from lists import addresses, blocklist, preferences, subscriptions
 from lists.access import get_list_for_user
 from lists.models import (
     CustomField,
@@ -138,6 +138,8 @@ def subscriber_add(request: HttpRequest, list_uuid: uuid_module.UUID) -> HttpRes
             form.add_error(
                 "email", f"{email} is on the blocklist, so it cannot be added to a list."
             )
+        elif preferences.is_suppressed(account, email):
+            form.add_error("email", preferences.ERASED_ERROR.format(email=email))
         else:
             return _add_to_list(request, mailing_list, form)
     return render(

@@ -24,8 +24,9 @@
     Array.prototype.forEach.call(op.querySelectorAll("optgroup"), function (group) {
       group.hidden = !Array.prototype.some.call(group.children, function (o) { return !o.hidden; });
     });
+    var picked = op.options[op.selectedIndex];
     var needsValue = what.value !== "" && VALUELESS.indexOf(op.value) === -1 &&
-      op.value.indexOf("status:") !== 0;
+      op.value.indexOf("status:") !== 0 && !(picked && picked.hasAttribute("data-valueless"));
     value.hidden = !needsValue;
     var kind = what.value.split(":")[0];
     value.placeholder = kind === "subscribed" ? "YYYY-MM-DD" : "";

@@ -138,6 +138,8 @@ def test_script_embed_signup_mail_and_confirm_in_chromium(
 def test_plain_html_embed_works_without_javascript(
     live_server, third_party_site, browser, smtp_server, mail_settings
 ):
+    # The minimum fill time is on: the stamp-less plain embed still goes through.
+    mail_settings.SIGNUP_MIN_FILL_SECONDS = 30
     owner = UserFactory(username="olivia")
     form = SignupFormFactory(
         account=owner,
@@ -158,4 +160,22 @@ def test_plain_html_embed_works_without_javascript(
     assert Subscription.objects.get().subscriber.email == "nojs@example.org"
     smtp_server.wait_for(1)
     assert len(smtp_server.messages) == 1
+    context.close()
+
+
+def test_the_form_editor_previews_unsaved_values_live(live_server, browser, client):
+    owner = UserFactory(username="olivia")
+    form = SignupFormFactory(account=owner, lists=[MailingListFactory(owner=owner)], title="Old")
+    client.force_login(owner)
+    context = browser.new_context()
+    context.add_cookies(
+        [{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live_server.url}]
+    )
+    page = context.new_page()
+    page.goto(f"{live_server.url}/lists/forms/{form.uuid}/edit/")
+    page.fill("input[name=title]", "Typed, not saved")
+    preview = page.frame_locator("iframe[name=form-preview]")
+    preview.locator("h1", has_text="Typed, not saved").wait_for(timeout=15000)
+    form.refresh_from_db()
+    assert form.title == "Old"
     context.close()

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import io
+import re
 import tracemalloc
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.core.files import File
+from django.utils import timezone
 
 from lists import imports
 from lists.models import ImportJob, ImportReject, MailingList, Subscriber, Subscription
@@ -126,6 +129,63 @@ def test_a_latin1_file_is_read_as_latin1(mailing_list: MailingList) -> None:
     assert job.encoding == "latin-1"
     subscriber = Subscriber.objects.get()
     assert (subscriber.email, subscriber.name) == ("jörg@example.org", "Jörg Müller")
+
+
+def _long_file(late_line: bytes, *, early: bytes = b"") -> bytes:
+    """Over 64 KB of ASCII rows (plus ``early``), then ``late_line``: past the sniffed sample."""
+    rows = b"".join(b"person%d@example.org,Person %d\n" % (n, n) for n in range(3000))
+    content = b"email,name\n" + early + rows + late_line + b"last@example.org,Last\n"
+    assert len(content) > 100 * 1024
+    return content
+
+
+def test_a_latin1_file_whose_first_accent_is_late_is_read_as_latin1(
+    mailing_list: MailingList,
+) -> None:
+    job = import_file(mailing_list, _long_file("jörg@example.org,Jörg Müller\n".encode("latin-1")))
+
+    assert (job.status, job.rejected, job.imported) == (ImportJob.Status.DONE, 0, 3002)
+    assert Subscriber.objects.get(name__startswith="J").name == "Jörg Müller"
+    assert job.encoding == "latin-1"
+
+
+def test_a_late_utf8_file_still_reports_its_one_bad_line(mailing_list: MailingList) -> None:
+    # The first accented line (after the sample) is UTF-8: a later Latin-1 line is an error.
+    good = "zoë@example.org,Zoë\n".encode()
+    content = _long_file(good + "jörg@example.org,Jörg\n".encode("latin-1"))
+    job = import_file(mailing_list, content)
+
+    assert job.encoding == "utf-8"
+    assert Subscriber.objects.get(email="zoë@example.org").name == "Zoë"
+    assert [reason for _, reason in rejects(job)] == [
+        "unreadable row: the line is not valid UTF-8 text"
+    ]
+
+
+def test_a_utf8_file_proven_in_its_sample_reports_a_late_bad_line(
+    mailing_list: MailingList,
+) -> None:
+    content = _long_file(
+        "jörg@example.org,Jörg\n".encode("latin-1"), early="zoë@x.org,Zoë\n".encode()
+    )
+    job = import_file(mailing_list, content)
+
+    assert job.encoding == "utf-8"
+    assert job.rejected == 1 and not Subscriber.objects.filter(name="Jörg").exists()
+
+
+def test_a_resumed_import_keeps_the_encoding_found_late(mailing_list: MailingList) -> None:
+    content = _long_file("jörg@example.org,Jörg Müller\n".encode("latin-1"))
+    content += "éva@example.org,Éva\n".encode("latin-1")
+    job = import_file(mailing_list, content, chunk_rows=3001, max_chunks=1)
+    job.refresh_from_db()
+    assert job.encoding == "latin-1"  # saved with the chunk that found it
+
+    ImportJob.objects.filter(id=job.id).update(heartbeat_at=job.heartbeat_at - job.STALE_AFTER * 2)
+    assert imports.resume(job)
+    job = imports.run(job.id)
+    assert (job.rejected, job.imported) == (0, 3003)
+    assert Subscriber.objects.get(email="éva@example.org").name == "Éva"
 
 
 def test_a_file_with_a_bom_keeps_its_header(mailing_list: MailingList) -> None:
@@ -322,3 +382,103 @@ def test_a_job_runs_once_even_if_its_task_arrives_twice(mailing_list: MailingLis
     assert imports.run(job.id) is None
     job.refresh_from_db()
     assert job.rows_read == 3
+
+
+def test_pending_mode_mails_each_new_subscriber_a_confirmation_one_task_per_chunk(
+    mailing_list: MailingList, celery_eager, django_capture_on_commit_callbacks, mailoutbox
+) -> None:  # noqa: ANN001
+    from lists import signup
+
+    SubscriptionFactory(
+        mailing_list=mailing_list, subscriber__account=mailing_list.owner,
+        subscriber__email="carl@example.net", status="confirmed",
+    )  # fmt: skip
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        import_file(mailing_list, GOOD, mode=ImportJob.Mode.PENDING, chunk_rows=2)
+
+    # One task for the first chunk's two new subscriptions; none for the second
+    # chunk, whose only row (Carl) was on the list already.
+    assert len(callbacks) == 1
+    assert sorted(m.to[0] for m in mailoutbox) == ["Bob@example.org", "ann@example.org"]
+    ann = next(m for m in mailoutbox if m.to == ["ann@example.org"])
+    token = re.search(r"/s/confirm/([^/\s\"]+)/", ann.body).group(1)
+    signup.confirm(token, ip="192.0.2.1", user_agent="test")
+    assert dict(
+        Subscription.objects.filter(mailing_list=mailing_list).values_list(
+            "subscriber__email", "status"
+        )
+    ) == {
+        "ann@example.org": "confirmed",
+        "Bob@example.org": "pending",
+        "carl@example.net": "confirmed",
+    }
+
+
+def test_a_confirmation_task_run_twice_mails_nobody_twice(
+    mailing_list: MailingList, django_capture_on_commit_callbacks, mailoutbox
+) -> None:  # noqa: ANN001
+    import_file(mailing_list, GOOD, mode=ImportJob.Mode.PENDING)
+    ids = list(Subscription.objects.values_list("id", flat=True))
+
+    assert imports.send_confirmations(ids) == 3
+    assert imports.send_confirmations(ids) == 0
+    assert len(mailoutbox) == 3
+
+
+def test_confirmed_mode_mails_nobody(
+    mailing_list: MailingList, celery_eager, django_capture_on_commit_callbacks, mailoutbox
+) -> None:  # noqa: ANN001
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        import_file(mailing_list, GOOD)
+
+    assert callbacks == [] and mailoutbox == []
+
+
+def test_imported_subscriptions_never_confirmed_expire(mailing_list: MailingList, settings) -> None:  # noqa: ANN001
+    from lists import tasks
+
+    import_file(mailing_list, GOOD, mode=ImportJob.Mode.PENDING)
+    kept = SubscriptionFactory(
+        mailing_list=mailing_list, subscriber__account=mailing_list.owner, status="confirmed",
+        source="import",
+    )  # fmt: skip
+    old = timezone.now() - timedelta(days=settings.PENDING_EXPIRY_DAYS + 1)
+    Subscription.objects.update(status_changed_at=old)
+    # Mailed recently: its link is still valid, so it stays.
+    recent = Subscription.objects.get(subscriber__email="ann@example.org")
+    Subscription.objects.filter(id=recent.id).update(confirmation_sent_at=timezone.now())
+
+    assert tasks.expire_pending_subscriptions() == 2
+
+    assert set(Subscription.objects.values_list("id", flat=True)) == {recent.id, kept.id}
+    assert Subscriber.objects.filter(email="Bob@example.org").exists()  # the owner's data stays
+    mailing_list.refresh_from_db()
+    assert mailing_list.pending_count == 1
+
+
+@pytest.mark.parametrize(
+    ("mode", "counter"), [("confirmed", "confirmed_count"), ("pending", "pending_count")]
+)
+def test_the_list_counts_are_right_after_every_chunk_without_counting_the_list(
+    mailing_list: MailingList, mode: str, counter: str
+) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    SubscriptionFactory(mailing_list=mailing_list, subscriber__account=mailing_list.owner,
+                        subscriber__email="p2@example.org", status="unsubscribed")  # fmt: skip
+    MailingList.objects.filter(id=mailing_list.id).update(unsubscribed_count=1)
+    seen = []
+
+    def progress(job: ImportJob) -> None:
+        mailing_list.refresh_from_db()
+        seen.append((job.imported, getattr(mailing_list, counter), mailing_list.unsubscribed_count))
+
+    # Stops after two chunks, as a killed worker would.
+    with CaptureQueriesContext(connection) as queries:
+        import_file(mailing_list, ROWS, mode=mode, chunk_rows=4, max_chunks=2, progress=progress)
+
+    # p2 was unsubscribed: skipped, and its count is untouched.
+    assert seen == [(3, 3, 1), (7, 7, 1)]
+    counts = [q["sql"] for q in queries.captured_queries if "count(" in q["sql"].lower()]
+    assert not [sql for sql in counts if Subscription._meta.db_table in sql]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from lists.models import ListRole, MailingList, Subscription
+from lists.models import BlocklistEntry, BulkJob, ListRole, MailingList, Subscription
 from tests.factories import MailingListFactory, SubscriptionFactory, UserFactory
 
 # (url name, method, post data); every one takes the list uuid.
@@ -154,3 +154,51 @@ def test_bulk_ids_of_another_list_are_ignored(owner_client, owner, stranger) -> 
     )
     assert response.status_code == 302
     assert Subscription.objects.filter(id=theirs.id).exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("action", ["delete", "blocklist"])
+@pytest.mark.parametrize("scope", ["selected", "filter"])
+@pytest.mark.parametrize(("role", "expected"), [("manager", 403), (None, 404), ("owner", 302)])
+def test_only_the_owner_may_bulk_delete_or_blocklist(
+    client, owner, delegate, action: str, scope: str, role: str | None, expected: int
+) -> None:  # noqa: ANN001
+    # The subscriber is also on the owner's other list, which the manager cannot see.
+    mailing_list = MailingListFactory(owner=owner)
+    other = MailingListFactory(owner=owner)
+    subscription = SubscriptionFactory(mailing_list=mailing_list, subscriber__account=owner)
+    SubscriptionFactory(mailing_list=other, subscriber=subscription.subscriber)
+    if role == "manager":
+        ListRole.objects.create(mailing_list=mailing_list, user=delegate, role="manager")
+    client.force_login(owner if role == "owner" else delegate)
+
+    response = client.post(
+        reverse("lists:bulk", args=[mailing_list.uuid]),
+        {"action": action, "scope": scope, "ids": [subscription.subscriber_id]},
+    )
+
+    assert response.status_code == expected
+    # Done in the request (a small selection) or queued as a job (a whole filter).
+    done = (
+        not Subscription.objects.filter(mailing_list=other).exists()
+        or BlocklistEntry.objects.exists()
+        or BulkJob.objects.exists()
+    )
+    assert done == (role == "owner")
+
+
+@pytest.mark.django_db
+def test_a_manager_is_not_offered_account_wide_bulk_actions(client, owner, delegate) -> None:  # noqa: ANN001
+    mailing_list = MailingListFactory(owner=owner)
+    SubscriptionFactory(mailing_list=mailing_list, subscriber__account=owner)
+    ListRole.objects.create(mailing_list=mailing_list, user=delegate, role="manager")
+    url = reverse("lists:detail", args=[mailing_list.uuid])
+    client.force_login(delegate)
+    manager_page = client.get(url).content.decode()
+    client.force_login(owner)
+    owner_page = client.get(url).content.decode()
+
+    for value in ("delete", "blocklist"):
+        assert f'value="{value}"' in owner_page
+        assert f'value="{value}"' not in manager_page
+    assert 'value="unsubscribe"' in manager_page

@@ -205,7 +205,7 @@ def test_validate_names_each_problem(world) -> None:  # noqa: ANN001
             {"type": "list", "list": str(world["foreign"].uuid), "status": "any"},
             {"type": "list", "list": str(world["news"].uuid), "status": "happy"},
             {"type": "subscribed", "op": "after", "value": "2024-13-01"},
-            {"type": "opened"},
+            {"type": "telepathy"},
         ],
     }
     errors = segments.validate(definition, owner)
@@ -217,7 +217,7 @@ def test_validate_names_each_problem(world) -> None:  # noqa: ANN001
     assert f"condition 5: unknown list '{world['foreign'].uuid}'" in errors
     assert any(e.startswith("condition 6: unknown status 'happy'") for e in errors)
     assert any(e.startswith("condition 7: subscribed: '2024-13-01' is not a date") for e in errors)
-    assert "condition 8: unknown condition type 'opened'" in errors
+    assert "condition 8: unknown condition type 'telepathy'" in errors
     assert len(errors) == 9
 
 

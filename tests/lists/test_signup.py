@@ -6,6 +6,7 @@ import json
 
 import pytest
 from django.core import mail
+from django.test import Client
 from django.urls import reverse
 
 from lists import subscriptions
@@ -345,13 +346,48 @@ def test_a_disabled_or_unknown_form_is_not_found(form):
     assert not Subscriber.objects.exists()
 
 
-def test_a_new_signup_takes_a_bounded_number_of_queries(
-    form, django_assert_max_num_queries, django_capture_on_commit_callbacks
+def test_a_new_signup_takes_five_statements(
+    form, mailing_list, django_assert_num_queries, django_capture_on_commit_callbacks
 ):
-    # The endpoint's cost under load: guard it against a query creeping in.
+    # The endpoint's cost under load: the form with its lists, the blocklist, the
+    # subscriber, the subscription (with its confirmation time) and the list's count.
+    # The test's own transaction turns BEGIN/COMMIT into a savepoint pair: two more.
     post_signup(form, email="warm@example.org")
-    with django_assert_max_num_queries(16):
+    with django_assert_num_queries(7):
         assert post_signup(form, email="second@example.org").status_code == 200
+    (subscription,) = subscribed("second@example.org")
+    assert subscription.confirmation_sent_at is not None
+    mailing_list.refresh_from_db()
+    assert mailing_list.pending_count == 2
+
+
+def test_a_known_pending_address_takes_few_statements_and_no_second_mail(
+    form, mailing_list, django_assert_num_queries, celery_eager, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        post_signup(form)
+    # The insert skips; then the subscriber, and its subscriptions read under lock.
+    # Nothing is written: the mail went out within the cool-down.
+    with django_capture_on_commit_callbacks(execute=True), django_assert_num_queries(7):
+        assert post_signup(form).status_code == 200
+    assert len(mail.outbox) == 1
+    mailing_list.refresh_from_db()
+    assert mailing_list.pending_count == 1
+
+
+def test_signups_refused_per_ip_do_not_use_up_the_forms_limit(form, settings):
+    # One noisy address must not lock everybody else out of the form.
+    settings.SIGNUP_RATE_PER_IP = "1/600"
+    settings.SIGNUP_RATE_PER_FORM = "3/600"
+    codes = [
+        post_signup(form, email=f"n{n}@example.org", ip="203.0.113.9").status_code for n in range(5)
+    ]
+    assert codes == [200, 429, 429, 429, 429]
+    others = [
+        post_signup(form, email=f"o{n}@example.org", ip=f"198.51.100.{n + 1}").status_code
+        for n in range(3)
+    ]
+    assert others == [200, 200, 429]
 
 
 def test_a_domain_with_a_null_mx_is_refused(form, fake_dns, monkeypatch):
@@ -370,3 +406,97 @@ def test_the_expiry_task_is_scheduled(settings):
 
     entry = settings.CELERY_BEAT_SCHEDULE["expire-pending-signups"]
     assert entry["task"] in app.tasks and settings.PENDING_EXPIRY_DAYS == 7
+
+
+# --- The fill-time stamp: fresh for the hosted page and the script, none in the plain embed --
+
+
+def _stamp_from(seconds_ago: float, form, monkeypatch) -> str:  # noqa: ANN001
+    import time
+
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() - seconds_ago)
+    stamp = signing.form_timestamp(str(form.uuid))
+    monkeypatch.setattr(time, "time", real)
+    return stamp
+
+
+@pytest.mark.parametrize("json_api", [True, False], ids=["script", "hosted"])
+def test_a_stamp_older_than_its_max_age_is_refused(form, settings, monkeypatch, json_api):
+    settings.SIGNUP_MIN_FILL_SECONDS = 5
+    settings.SIGNUP_STAMP_MAX_AGE_HOURS = 24
+    old = _stamp_from(25 * 3600, form, monkeypatch)
+    response = post_signup(form, json_api=json_api, mp_ts=old)
+    assert response.status_code == 400 and "long time" in response.content.decode()
+    assert not Subscriber.objects.exists()
+    day_old = _stamp_from(23 * 3600, form, monkeypatch)
+    assert post_signup(form, json_api=json_api, mp_ts=day_old).status_code == 200
+
+
+def test_the_hosted_page_renders_a_fresh_stamp_and_refuses_a_fast_post(client, form, settings):
+    settings.SIGNUP_MIN_FILL_SECONDS = 5
+    page = client.get(reverse("public:form", args=[form.uuid])).content.decode()
+    assert 'name="mp_ts" value="' in page
+    stamp = page.split('name="mp_ts" value="')[1].split('"')[0]
+    assert post_signup(form, mp_ts=stamp).status_code == 400
+    assert post_signup(form, mp_ts="x" * 50).status_code == 400
+    assert not Subscriber.objects.exists()
+
+
+def test_the_script_endpoint_needs_its_stamp(form, settings):
+    settings.SIGNUP_MIN_FILL_SECONDS = 0
+    assert post_signup(form, json_api=True, mp_ts="").status_code == 400
+    assert not Subscriber.objects.exists()
+
+
+def _plain_embed(client, owner, form):  # noqa: ANN001, ANN202
+    from lists.views.public import embed_snippets
+
+    client.force_login(owner)
+    request = client.get(reverse("lists:form-detail", args=[form.uuid])).wsgi_request
+    return embed_snippets(request, form)["html"]
+
+
+def test_the_plain_embed_carries_no_stamp_and_works_without_one(
+    client, owner, form, settings, monkeypatch
+):
+    settings.SIGNUP_MIN_FILL_SECONDS = 5
+    settings.SIGNUP_RATE_PER_IP_UNSTAMPED = "2/3600"
+    html = _plain_embed(client, owner, form)
+    assert "mp_ts" not in html and 'name="website"' in html
+    path = reverse("public:form", args=[form.uuid])
+    plain = Client()
+    for n in range(2):
+        response = plain.post(path, {"email": f"p{n}@example.org", "website": ""})
+        assert response.status_code == 200, response.content
+    assert {s.subscriber.email for s in Subscription.objects.all()} == {
+        "p0@example.org",
+        "p1@example.org",
+    }
+    # The stricter limit for stamp-less posts; a stamped post from there still goes.
+    assert plain.post(path, {"email": "p2@example.org"}).status_code == 429
+    assert (
+        post_signup(
+            form, email="p3@example.org", ip="127.0.0.1", mp_ts=_stamp_from(60, form, monkeypatch)
+        ).status_code
+        == 200
+    )
+    # The honeypot still holds for stamp-less posts.
+    Client().post(path, {"email": "bot@example.org", "website": "x"}, REMOTE_ADDR="192.0.2.50")
+    assert not subscribed("bot@example.org")
+
+
+def test_a_json_post_with_consent_true_is_accepted(owner, mailing_list, client):
+    form = SignupFormFactory(account=owner, lists=[mailing_list], consent_text="I agree.")
+    body = {
+        "email": "json@example.org",
+        "consent": True,
+        "mp_ts": signing.form_timestamp(str(form.uuid)),
+    }
+    path = reverse("public:form-submit", args=[form.uuid])
+    response = client.post(path, json.dumps(body), content_type="application/json")
+    assert response.status_code == 200, response.json()
+    body["consent"] = False
+    body["email"] = "no@example.org"
+    response = client.post(path, json.dumps(body), content_type="application/json")
+    assert response.status_code == 400 and "consent" in response.json()["errors"]

@@ -117,4 +117,62 @@ def test_the_preview_pages_embed_the_form(client, form):
             and "frame-ancestors *" in response["Content-Security-Policy"]
         )
     html = client.get(reverse("public:form-preview", args=[form.uuid, "html"])).content.decode()
-    assert f'action="http://testserver/s/f/{form.uuid}/"' in html and 'name="mp_ts"' in html
+    assert f'action="http://testserver/s/f/{form.uuid}/"' in html
+    # The plain embed is pasted once: it carries no fill-time stamp (lists.signup.stamp_state).
+    assert 'name="mp_ts"' not in html
+
+
+def test_a_disabled_forms_preview_is_not_served_publicly(client, form):
+    SignupForm.objects.filter(id=form.id).update(enabled=False)
+    for kind in ("html", "script"):
+        assert client.get(reverse("public:form-preview", args=[form.uuid, kind])).status_code == 404
+
+
+def test_the_iframe_snippet_escapes_the_title(owner_client, form):
+    from lists.views.public import embed_snippets
+
+    SignupForm.objects.filter(id=form.id).update(title='Join" onload="alert(1)')
+
+    request = owner_client.get(reverse("lists:form-detail", args=[form.uuid])).wsgi_request
+    form.refresh_from_db()
+    iframe = embed_snippets(request, form)["iframe"]
+    assert 'title="Join&quot; onload=&quot;alert(1)"' in iframe
+
+
+# --- The live preview of unsaved builder values ---------------------------------------------
+
+
+def test_the_live_preview_renders_unsaved_values_and_saves_nothing(owner_client, form):
+    path = reverse("lists:form-live-preview", args=[form.uuid])
+    values = form_post(form.lists.all(), title="Not saved yet", consent_text="I agree, really")
+    response = owner_client.post(path, values)
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "Not saved yet" in page and "I agree, really" in page and "First name" in page
+    assert "sandbox" in response["Content-Security-Policy"]
+    assert "frame-ancestors 'self'" in response["Content-Security-Policy"]
+    form.refresh_from_db()
+    assert form.title != "Not saved yet" and form.consent_text == ""
+    assert owner_client.get(path).status_code == 405
+
+
+def test_the_live_preview_of_a_new_form(owner_client, mailing_list):
+    path = reverse("lists:form-live-preview-new")
+    response = owner_client.post(path, form_post([mailing_list], title="Brand new"))
+    assert response.status_code == 200 and "Brand new" in response.content.decode()
+    assert not SignupForm.objects.exists()
+
+
+def test_stranger_gets_404_on_the_live_preview_of_the_owners_form(client, stranger, form):
+    client.force_login(stranger)
+    path = reverse("lists:form-live-preview", args=[form.uuid])
+    response = client.post(path, form_post([], title="Probe"))
+    assert response.status_code == 404 and "Probe" not in response.content.decode()
+
+
+def test_the_edit_page_has_the_preview_frame_and_no_inline_script(owner_client, form):
+    page = owner_client.get(reverse("lists:form-edit", args=[form.uuid])).content.decode()
+    assert 'name="form-preview"' in page and 'sandbox=""' in page
+    assert reverse("lists:form-live-preview", args=[form.uuid]) in page
+    assert "js/form_builder.js" in page
+    assert "<script>" not in page

@@ -43,12 +43,18 @@ def test_account_page_saves_sender_and_time_zone(owner_client, owner) -> None:  
             "time_zone": "Europe/Copenhagen",
             "default_from_name": "Olivia's News",
             "default_from_email": "news@example.com",
+            "postal_address": "Olivia's News\nMain Street 1\n1000 Copenhagen",
         },
     )
     assert response.status_code == 302
     owner.refresh_from_db()
     assert owner.time_zone == "Europe/Copenhagen"
     assert owner.default_from_email == "news@example.com"
+    assert owner.postal_address.splitlines() == [
+        "Olivia's News",
+        "Main Street 1",
+        "1000 Copenhagen",
+    ]
     page = owner_client.get(reverse("account"))
     assert b"Your account settings were saved." in page.content
 

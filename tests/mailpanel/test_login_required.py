@@ -21,7 +21,9 @@ PUBLIC = {
     "password_reset_complete",
 }
 # "webhooks": ESP tracking posts, authenticated by signature or basic auth instead.
-PUBLIC_NAMESPACES = {"admin", "public", "campaign_public", "webhooks"}
+# "tracking": the open pixel and click redirect in campaign messages, loaded by mail
+# clients with no session; a signed token names the delivery instead.
+PUBLIC_NAMESPACES = {"admin", "public", "campaign_public", "webhooks", "tracking"}
 
 SAMPLE = {"int": "1", "str": "sample", "slug": "sample", "uuid": str(uuid.uuid4()), "path": "a/b"}
 

@@ -163,6 +163,10 @@ class Command(BaseCommand):
             "status_complained_ms": {"status": "complained"},
             "search_email_ms": {"q": "reader12345"},
             "search_name_ms": {"q": "name 4321"},
+            # Substring (pg_trgm): rare, and common (one address in 50 is at example7.org).
+            "search_substring_ms": {"q": "eader98765"},
+            "search_substring_common_ms": {"q": "example7."},
+            "search_domain_ms": {"q": "@example7.org"},
             "field_ms": {"field": "plan", "value": "gold"},
             "field_and_status_ms": {"field": "plan", "value": "silver", "status": "pending"},
             "sort_email_ms": {"sort": "email"},
