@@ -50,6 +50,7 @@ from lists.models import (
     MailingList,
     Subscriber,
     Subscription,
+    SuppressedAddress,
 )
 
 logger = logging.getLogger(__name__)
@@ -303,6 +304,7 @@ def run(
         # No recount: every chunk counted its own new subscriptions as it committed.
         job.refresh_from_db(fields=["imported", "updated"])
         planner.refresh_after_bulk_write(job.imported + job.updated)
+        _queue_search_index_upkeep(job.imported + job.updated)
         ImportJob.objects.filter(id=job.id).update(
             status=Status.DONE, finished_at=timezone.now(), heartbeat_at=timezone.now()
         )
@@ -320,6 +322,7 @@ def _import(
     plan = Plan.of(job)
     dialect = csvfiles.Dialect(job.encoding, job.delimiter)
     blocked_for = _blocklist_loader(job.account_id)
+    drop_erased = _erased_dropper(job.account_id)
     write = _write_postgres if connection.vendor == "postgresql" else _write_orm
     with job.file.open("rb") as stream:
         seen = _seen_before(stream, dialect, plan, job.resume_offset)
@@ -329,11 +332,7 @@ def _import(
         chunks = _ahead(_chunks(records, plan, seen, chunk_rows))
         for done, chunk in enumerate(chunks, start=1):
             _drop_blocked(chunk, blocked_for)
-            # Erased at the subscriber's request: never re-imported (one query per chunk over
-            # the chunk's address hashes). lists.preferences owns erasure, hence the import.
-            from lists.preferences import drop_erased
-
-            drop_erased(chunk, job.account_id)
+            drop_erased(chunk)
             with transaction.atomic():
                 counts = write(job, chunk)
                 _save_progress(job, chunk, counts)
@@ -390,6 +389,32 @@ def _ahead(chunks: Iterator[Chunk]) -> Iterator[Chunk]:
             while True:  # unblock a producer waiting to hand over its last item
                 waiting.get(timeout=0.3)
         thread.join(timeout=5)
+
+
+def _queue_search_index_upkeep(rows: int) -> None:
+    # The chunks left their rows in the search indexes' pending lists; merge them off the
+    # import's path. If the broker is down, autovacuum merges them later all the same.
+    if not rows or connection.vendor != "postgresql":
+        return
+    from lists import tasks
+
+    try:
+        tasks.clean_search_indexes.delay()
+    except Exception:  # noqa: BLE001
+        logger.warning("could not queue the search index upkeep after an import")
+
+
+def _erased_dropper(account_id: int) -> Callable[[Chunk], None]:
+    """Moves a chunk's addresses erased at the subscriber's request to its rejects.
+
+    lists.preferences owns erasure (one query per chunk over the chunk's address hashes);
+    an account that never erased anyone, the usual case, skips it with one query per import.
+    """
+    from lists.preferences import drop_erased
+
+    if not SuppressedAddress.objects.filter(account_id=account_id).exists():
+        return lambda chunk: None
+    return lambda chunk: drop_erased(chunk, account_id)
 
 
 def _seen_before(stream: BinaryIO, dialect: csvfiles.Dialect, plan: Plan, until: int) -> set:
@@ -661,6 +686,7 @@ def _write_postgres(job: ImportJob, chunk: Chunk) -> Counts:
     status = _new_status(job)
     dumps = json.dumps
     with connection.cursor() as cursor:
+        planner.defer_search_index_upkeep(cursor)
         cursor.execute(PG_TEMP)
         with cursor.cursor.copy(
             "COPY import_chunk (line, email, email_key, domain, name, fields) FROM STDIN"

@@ -6,7 +6,7 @@ from smtplib import SMTPConnectError, SMTPServerDisconnected
 
 from celery import shared_task
 
-from lists import imports
+from lists import imports, planner
 
 
 # A large import may run for a long time; it commits every chunk, so the task
@@ -68,3 +68,8 @@ def run_export(job_id: int) -> None:
     from lists import exports
 
     exports.run_job(job_id)
+
+
+@shared_task
+def clean_search_indexes() -> int:
+    return planner.clean_search_indexes()

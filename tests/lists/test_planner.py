@@ -32,3 +32,28 @@ def test_nothing_to_do_off_postgres() -> None:
     if connection.vendor == "postgresql":
         pytest.skip("covered by the Postgres test")
     assert planner.refresh_after_bulk_write(10**6) is False
+
+
+@pytest.mark.postgres
+def test_deferred_search_index_upkeep_still_finds_new_rows_and_merges_them_later(owner) -> None:  # noqa: ANN001
+    # An import leaves its rows in the trigram indexes' pending lists: a substring search
+    # must find them at once, and the upkeep task merges them into the indexes afterwards.
+    from django.db import transaction
+
+    from lists.models import Subscriber
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        planner.defer_search_index_upkeep(cursor)
+        Subscriber.objects.bulk_create(
+            Subscriber(account=owner, email=f"reader{i}@joann-mail.example", name=f"Joann {i}")
+            for i in range(300)
+        )
+    with connection.cursor() as cursor:
+        cursor.execute("SET enable_seqscan = off")
+        cursor.execute(
+            "SELECT count(*) FROM lists_subscriber WHERE lower(email) LIKE %s", ["%joann-mail%"]
+        )
+        assert cursor.fetchone()[0] == 300
+        cursor.execute("RESET enable_seqscan")
+    assert planner.clean_search_indexes() > 0
+    assert planner.clean_search_indexes() == 0
