@@ -156,13 +156,19 @@ class SubscriberQuerySet(models.QuerySet["Subscriber"]):
 
 class Subscriber(models.Model):
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    # No index of its own: subscriber_account_id (account, id) serves every account lookup,
+    # and each index on this table is paid again by every row an import writes.
     account = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="subscribers"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="subscribers",
+        db_index=False,
     )
     # Normalised by lists.addresses.normalise before it is stored.
     email = models.CharField(max_length=254)
-    # The lowercased ASCII domain, for blocklist, per-domain limits and statistics.
-    domain = models.CharField(max_length=253, db_index=True)
+    # The lowercased ASCII domain, for blocklist, per-domain limits and statistics. Compared
+    # for equality only, so one plain index (no LIKE-pattern twin, see Meta).
+    domain = models.CharField(max_length=253)
     name = models.CharField(max_length=200, blank=True)
     # Custom field values by key, validated by lists.fields; JSON-plain values only.
     fields = models.JSONField(default=dict, blank=True)
@@ -179,7 +185,10 @@ class Subscriber(models.Model):
                 Lower("email"), "account", name="subscriber_unique_email_per_account"
             )
         ]
-        indexes = [models.Index(fields=["account", "id"], name="subscriber_account_id")]
+        indexes = [
+            models.Index(fields=["account", "id"], name="subscriber_account_id"),
+            models.Index(fields=["domain"], name="subscriber_domain"),
+        ]
 
     def __str__(self) -> str:
         return self.email
