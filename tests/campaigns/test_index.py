@@ -147,7 +147,7 @@ def test_index_and_campaign_form_show_the_archive_link(owner_client, owner, clie
         page = owner_client.get(url).content.decode()
         assert f'value="{archive_url}"' in page, url
         assert 'data-copy-target="archive-url"' in page
-        assert "campaigns/copy.js" in page
+        assert "js/copy.js" in page
         # Content-Security-Policy: scripts come from files only (JSON data blocks aside).
         assert not re.search(r"<script(?![^>]*\b(src=|type=\"application/json))[^>]*>", page)
     campaign = started_campaign(owner, [1])

@@ -53,7 +53,7 @@ def test_adding_a_domain_makes_its_keys_and_shows_the_records(owner_client, owne
     assert "s1._domainkey.news.example.com" in page
     assert "s1-ed._domainkey.news.example.com" in page
     assert 'data-copy-target="record-value-1"' in page
-    assert "/static/sending/copy-record.js" in page
+    assert "/static/js/copy.js" in page
     # The CSP allows no inline script: every script comes from a file.
     assert all("src=" in tag for tag in re.findall(r"<script\b[^>]*>", page))
     assert "PRIVATE KEY" not in page
