@@ -4,7 +4,6 @@ its segment, without blocklisted addresses."""
 from __future__ import annotations
 
 from django.db.models import QuerySet
-from django.utils import timezone
 
 from campaigns.models import Campaign
 from lists import segments
@@ -70,7 +69,6 @@ def remember_count(campaign: Campaign, size: int | None = None) -> int:
     """
     if size is None:
         size = count(campaign)
-    now = timezone.now()
-    Campaign.objects.filter(pk=campaign.pk).update(audience_size=size, audience_counted_at=now)
-    campaign.audience_size, campaign.audience_counted_at = size, now
+    Campaign.objects.filter(pk=campaign.pk).update(audience_size=size)
+    campaign.audience_size = size
     return size

@@ -96,7 +96,6 @@ class Campaign(models.Model):
     # remember_count): the campaign index shows it without counting every campaign's
     # audience per view. Once sending starts the planned batches are the number instead.
     audience_size = models.PositiveIntegerField(null=True, blank=True, editable=False)
-    audience_counted_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     # The frozen form (campaigns.freezing): what the sending engine reads. Empty while a
     # draft; written once when the campaign is scheduled or started.

@@ -12,11 +12,6 @@ class Migration(migrations.Migration):
     operations = [
         migrations.AddField(
             model_name='campaign',
-            name='audience_counted_at',
-            field=models.DateTimeField(blank=True, editable=False, null=True),
-        ),
-        migrations.AddField(
-            model_name='campaign',
             name='audience_size',
             field=models.PositiveIntegerField(blank=True, editable=False, null=True),
         ),
