@@ -42,6 +42,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
         report.longrepr = f"skipped under MAILPANEL_REQUIRE_SERVICES=1: {reason}"
 
 
+@pytest.fixture(autouse=True)
+def _repeatable_fake_data() -> None:
+    # Factories draw names from Faker; one seed per test makes a failure reproduce on rerun
+    # instead of depending on which names the tests before it happened to draw.
+    import factory.random
+
+    factory.random.reseed_random("mailpanel")
+
+
 @pytest.fixture
 def celery_eager() -> Iterator[None]:
     """Tasks run in the test process. Celery reads its settings once, so the flag is

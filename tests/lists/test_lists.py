@@ -118,10 +118,14 @@ def test_viewer_sees_no_change_controls(client, owner, delegate) -> None:  # noq
 @pytest.mark.django_db
 def test_search_and_filter_on_the_page(owner_client, owner) -> None:  # noqa: ANN001
     mailing_list = MailingListFactory(owner=owner)
-    for email, status in [("ann@example.org", "confirmed"), ("bob@example.org", "pending")]:
+    # Names are fixed: a random one ("Andrew ...") would match the search below.
+    for email, name, status in [
+        ("ann@example.org", "Ann Lee", "confirmed"),
+        ("bob@example.org", "Bob Stone", "pending"),
+    ]:
         SubscriptionFactory(
             mailing_list=mailing_list,
-            subscriber=SubscriberFactory(account=owner, email=email),
+            subscriber=SubscriberFactory(account=owner, email=email, name=name),
             status=status,
         )
     url = reverse("lists:detail", args=[mailing_list.uuid])
