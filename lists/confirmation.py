@@ -57,18 +57,46 @@ DEFAULT_TEXTS: dict[str, str] = {
     "delete_button": "Delete my data",
     "deleted_title": "Deleted",
     "deleted_text": "Your data is deleted. Goodbye.",
+    "preferences_name_label": "Name",
+    "preferences_pending": "(waiting for your confirmation)",
+    "preferences_bounced": "(our mail to you bounced)",
+    "preferences_no_lists": "You are on no lists.",
+    "preferences_blocked": (
+        "This address is blocked, so it cannot be subscribed to {list} again. "
+        "Please contact the sender if this is a mistake."
+    ),
+    "preferences_data_title": "Your data",
     "welcome_manage_link": "Manage your subscription",
+    "welcome_unsubscribe_link": "Unsubscribe",
     "invalid_link_text": "This link is not valid or has expired.",
+    # Signup form errors, in the wording of the form's first list.
+    "signup_error_required": "This field is required.",
+    "signup_error_email": "Enter a valid e-mail address: {reason}.",
+    "signup_error_domain": "This address's domain cannot receive e-mail.",
+    "signup_error_consent": "Please give your consent to subscribe.",
+    "signup_error_lists": "Choose at least one list.",
+    "signup_error_no_stamp": "Please send the form from its page.",
+    "signup_error_too_fast": "That was very fast. Please check the form and send it again.",
+    "signup_error_too_old": "This form was open for a long time. Please send it again.",
+    "signup_error_rate_ip": "Too many signups from your address. Try later.",
+    "signup_error_rate_form": "Too many signups right now. Try again later.",
 }
 
 TEXT_LABELS: dict[str, str] = {key: key.replace("_", " ").capitalize() for key in DEFAULT_TEXTS}
+# Placeholders besides {list}, filled in where the text is used.
+TEXT_PLACEHOLDERS: dict[str, str] = {
+    "signup_error_email": "{reason} is replaced by what is wrong with the address.",
+}
 
 
-def text(mailing_list: MailingList | None, key: str) -> str:
-    """The list's wording of a text (or the default), with {list} filled in."""
+def text(mailing_list: MailingList | None, key: str, **values: str) -> str:
+    """The list's wording of a text (or the default), with {list} and ``values`` filled in."""
     custom = mailing_list.texts.get(key) if mailing_list is not None else None
     value = custom if isinstance(custom, str) and custom.strip() else DEFAULT_TEXTS[key]
-    return value.replace("{list}", mailing_list.name if mailing_list is not None else "")
+    value = value.replace("{list}", mailing_list.name if mailing_list is not None else "")
+    for name, filling in values.items():
+        value = value.replace("{" + name + "}", filling)
+    return value
 
 
 def texts(mailing_list: MailingList | None) -> dict[str, str]:
@@ -87,21 +115,54 @@ def absolute(path: str) -> str:
     return f"{settings.SITE_URL}{path}"
 
 
+def unsubscribe_links(subscriber_id: int, list_id: int, campaign_id: int | None = None) -> dict:
+    """Absolute URLs of the unsubscribe page ("page") and the RFC 8058 endpoint ("one_click")."""
+    token = signing.unsubscribe_token(subscriber_id, list_id, campaign_id)
+    return {
+        "page": absolute(reverse("public:unsubscribe", args=[token])),
+        "one_click": absolute(reverse("public:one-click", args=[token])),
+    }
+
+
 def confirm_url(subscription_ids: list[int], form_id: int | None) -> str:
     token = signing.confirm_token(subscription_ids, form_id)
     return absolute(reverse("public:confirm", args=[token]))
 
 
 def _send(
-    mailing_list: MailingList, to: str, subject: str, body: str, link: str, label: str
+    mailing_list: MailingList,
+    to: str,
+    subject: str,
+    body: str,
+    link: str,
+    label: str,
+    *,
+    unsubscribe: dict[str, str] | None = None,
 ) -> None:
-    context = {"mailing_list": mailing_list, "body": body, "link": link, "link_label": label}
+    """``unsubscribe``: the subscriber's unsubscribe links (:func:`unsubscribe_links`) for a
+    mail to someone on the list: shown under the main link and put in the headers."""
+    context = {
+        "mailing_list": mailing_list,
+        "body": body,
+        "link": link,
+        "link_label": label,
+        "unsubscribe_link": (unsubscribe or {}).get("page", ""),
+        "unsubscribe_label": text(mailing_list, "welcome_unsubscribe_link"),
+    }
+    headers = {}
+    if unsubscribe:
+        # RFC 2369 and RFC 8058: mail providers offer their own button and POST to it.
+        headers = {
+            "List-Unsubscribe": f"<{unsubscribe['one_click']}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        }
     message = EmailMultiAlternatives(
         subject=subject,
         body=render_to_string("public/mail.txt", context),
         from_email=_sender(mailing_list),
         to=[to],
         reply_to=[mailing_list.reply_to] if mailing_list.reply_to else None,
+        headers=headers,
     )
     message.attach_alternative(render_to_string("public/mail.html", context), "text/html")
     # The list owner's mail: their relays, their DKIM key, a return path naming the account.
@@ -155,6 +216,7 @@ def send_welcome(subscription_id: int) -> bool:
         text(mailing_list, "welcome_body"),
         absolute(reverse("public:preferences", args=[token])),
         text(mailing_list, "welcome_manage_link"),
+        unsubscribe=unsubscribe_links(subscription.subscriber_id, mailing_list.id),
     )
     return True
 

@@ -15,7 +15,7 @@ its reason in the report). Pending mode creates pending subscriptions and, after
 each chunk commits, queues one task with the chunk's new pending subscriptions; it
 mails each subscriber the same double opt-in confirmation a signup form sends
 (:func:`send_confirmations`). Imported subscriptions never confirmed expire like
-a form's (:func:`expire_pending`).
+every pending subscription (lists.subscriptions.expire_pending).
 """
 
 from __future__ import annotations
@@ -27,18 +27,18 @@ import logging
 import queue
 import re
 import threading
+import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from smtplib import SMTPRecipientsRefused
 from typing import BinaryIO, NamedTuple
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.db import connection, transaction
 from django.db.models import F, Q
-from django.db.models.functions import Coalesce, Lower
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 from lists import addresses, csvfiles, planner, subscriptions
@@ -203,6 +203,9 @@ def resume(job: ImportJob) -> bool:
     """Queues an interrupted or failed job again; it continues after its last chunk.
 
     Returns False when the job is not resumable (still alive, done, or not started).
+    The job's lease is cleared with it: should the old run still be alive after all
+    (stalled, not dead), its next heartbeat or chunk finds the job no longer its own
+    and it stops, its unfinished chunk rolled back; the new run takes a lease of its own.
     """
     from lists import tasks
 
@@ -212,7 +215,7 @@ def resume(job: ImportJob) -> bool:
         updated = (
             ImportJob.objects.filter(id=job.id)
             .filter(resumable)
-            .update(status=Status.QUEUED, error="", finished_at=None)
+            .update(status=Status.QUEUED, error="", finished_at=None, lease=None)
         )
         if updated:
             transaction.on_commit(lambda: tasks.run_import.delay(job.id))
@@ -220,6 +223,42 @@ def resume(job: ImportJob) -> bool:
 
 
 # --- The import run -----------------------------------------------------------------------
+
+# How often a run tells that it is alive, well inside ImportJob.STALE_AFTER. Between and
+# during chunks: while the next chunk is parsed, and while a resumed run re-reads the part
+# of the file done before. A chunk's own write (one transaction of a few seconds) is the
+# longest silence.
+HEARTBEAT_SECONDS = 5.0
+
+
+class LeaseLost(Exception):
+    """The job is no longer this run's: it was resumed into another run."""
+
+
+class Lease:
+    """A run's claim on its job: the token it claimed the job with, and its heartbeats.
+
+    Every write a run makes to its job row is conditional on the token (a conditional
+    UPDATE), so a run whose job was resumed elsewhere writes nothing more: the UPDATE
+    matches no row and LeaseLost is raised, rolling back the chunk being written.
+    """
+
+    def __init__(self, job_id: int, token: uuid.UUID) -> None:
+        self.job_id = job_id
+        self.token = token
+        self.last_beat = time.monotonic()
+
+    def update(self, **values: object) -> None:
+        """Writes the values and a heartbeat; raises LeaseLost if the job is not ours."""
+        mine = ImportJob.objects.filter(id=self.job_id, lease=self.token)
+        if not mine.update(heartbeat_at=timezone.now(), **values):
+            raise LeaseLost(f"import {self.job_id} was resumed by another run")
+        self.last_beat = time.monotonic()
+
+    def beat(self) -> None:
+        """A heartbeat if the last one is HEARTBEAT_SECONDS old; cheap to call often."""
+        if time.monotonic() - self.last_beat >= HEARTBEAT_SECONDS:
+            self.update()
 
 
 class Row(NamedTuple):
@@ -274,85 +313,96 @@ def run(
     max_chunks: int | None = None,
     progress: Callable[[ImportJob], None] | None = None,
 ) -> ImportJob | None:
-    """Claims a queued job and imports its file from where it stopped.
+    """Claims a queued job with a new lease and imports its file from where it stopped.
 
-    Returns the job, or None when it was not queued (another worker has it, or it
-    is finished). ``max_chunks`` stops after that many chunks and leaves the job
-    running, as a killed worker would (for tests). A file that cannot be read
-    marks the job failed with the reason; committed chunks stay.
+    Returns the job, or None when this run does not own it: it was not queued
+    (another worker has it, or it is finished), or it was resumed into another run
+    meanwhile (see :class:`Lease`; this run then stops at its next heartbeat or
+    chunk). ``max_chunks`` stops after that many chunks and leaves the job running,
+    as a killed worker would (for tests). A file that cannot be read marks the job
+    failed with the reason; committed chunks stay.
     """
     now = timezone.now()
+    lease = Lease(job_id, uuid.uuid4())
     claimed = ImportJob.objects.filter(id=job_id, status=Status.QUEUED).update(
-        status=Status.RUNNING, heartbeat_at=now
+        status=Status.RUNNING, heartbeat_at=now, lease=lease.token
     )
     if not claimed:
         return None
     job = ImportJob.objects.select_related("mailing_list").get(id=job_id)
-    if job.started_at is None:
-        job.started_at = now
-        ImportJob.objects.filter(id=job.id).update(started_at=now)
     try:
-        finished = _import(job, chunk_rows, max_chunks, progress)
+        if job.started_at is None:
+            job.started_at = now
+            lease.update(started_at=now)
+        if _import(job, lease, chunk_rows, max_chunks, progress):
+            _finish(job, lease)
+    except LeaseLost:
+        logger.info("import %s was resumed by another run; this run stops", job_id)
+        return None
     except (ImportFileError, OSError, UnicodeError) as exc:
         logger.warning("import %s failed: %s", job.id, exc)
-        ImportJob.objects.filter(id=job.id).update(
-            status=Status.FAILED, error=str(exc)[:2000], finished_at=timezone.now()
-        )
-        job.refresh_from_db()
-        return job
-    if finished:
-        # No recount: every chunk counted its own new subscriptions as it committed.
-        job.refresh_from_db(fields=["imported", "updated"])
-        planner.refresh_after_bulk_write(job.imported + job.updated)
-        _queue_search_index_upkeep(job.imported + job.updated)
-        ImportJob.objects.filter(id=job.id).update(
-            status=Status.DONE, finished_at=timezone.now(), heartbeat_at=timezone.now()
-        )
+        try:
+            lease.update(status=Status.FAILED, error=str(exc)[:2000], finished_at=timezone.now())
+        except LeaseLost:
+            return None
     job.refresh_from_db()
     return job
 
 
+def _finish(job: ImportJob, lease: Lease) -> None:
+    # No recount: every chunk counted its own new subscriptions as it committed.
+    job.refresh_from_db(fields=["imported", "updated"])
+    planner.refresh_after_bulk_write(job.imported + job.updated)
+    _queue_search_index_upkeep(job.imported + job.updated)
+    lease.update(status=Status.DONE, finished_at=timezone.now())
+
+
 def _import(
     job: ImportJob,
+    lease: Lease,
     chunk_rows: int,
     max_chunks: int | None,
     progress: Callable[[ImportJob], None] | None,
 ) -> bool:
-    """Runs the chunks; True when the end of the file was reached."""
+    """Runs the chunks; True when the end of the file was reached. Raises LeaseLost."""
     plan = Plan.of(job)
     dialect = csvfiles.Dialect(job.encoding, job.delimiter)
     blocked_for = _blocklist_loader(job.account_id)
     drop_erased = _erased_dropper(job.account_id)
     write = _write_postgres if connection.vendor == "postgresql" else _write_orm
     with job.file.open("rb") as stream:
-        seen = _seen_before(stream, dialect, plan, job.resume_offset)
+        seen = _seen_before(stream, dialect, plan, job.resume_offset, lease.beat)
         records = csvfiles.read_records(
             stream, dialect, offset=job.resume_offset, line=job.resume_line
         )
-        chunks = _ahead(_chunks(records, plan, seen, chunk_rows))
-        for done, chunk in enumerate(chunks, start=1):
-            _drop_blocked(chunk, blocked_for)
-            drop_erased(chunk)
-            with transaction.atomic():
-                counts = write(job, chunk)
-                _save_progress(job, chunk, counts)
-                _queue_confirmations(counts.pending_ids)
-                # Last: it locks the list's row until COMMIT (concurrent signups wait).
-                _count_new_subscriptions(job, counts.imported)
-            if progress is not None:
-                job.refresh_from_db()
-                progress(job)
-            if max_chunks is not None and done >= max_chunks:
-                return False
+        # Closed before the file is: the parsing thread stops first, whatever ends the run.
+        ahead = contextlib.closing(_ahead(_chunks(records, plan, seen, chunk_rows), lease.beat))
+        with ahead as chunks:
+            for done, chunk in enumerate(chunks, start=1):
+                _drop_blocked(chunk, blocked_for)
+                drop_erased(chunk)
+                with transaction.atomic():
+                    counts = write(job, chunk)
+                    # Raises LeaseLost, rolling the chunk back, if another run owns the job.
+                    _save_progress(job, chunk, counts, lease)
+                    _queue_confirmations(counts.pending_ids)
+                    # Last: it locks the list's row until COMMIT (concurrent signups wait).
+                    _count_new_subscriptions(job, counts.imported)
+                if progress is not None:
+                    job.refresh_from_db()
+                    progress(job)
+                if max_chunks is not None and done >= max_chunks:
+                    return False
     return True
 
 
-def _ahead(chunks: Iterator[Chunk]) -> Iterator[Chunk]:
+def _ahead(chunks: Iterator[Chunk], waiting_beat: Callable[[], None]) -> Iterator[Chunk]:
     """Validates the next chunk in a thread while the database writes this one.
 
     Parsing is Python and writing is PostgreSQL: overlapping them uses both cores.
     The thread touches only the file, never the database connection. At most two
-    chunks wait, so memory stays bounded.
+    chunks wait, so memory stays bounded. While the consumer waits for a chunk it
+    calls ``waiting_beat`` every few seconds (the run's heartbeat, on its connection).
     """
     waiting: queue.Queue = queue.Queue(maxsize=2)
     stop = threading.Event()
@@ -377,7 +427,11 @@ def _ahead(chunks: Iterator[Chunk]) -> Iterator[Chunk]:
     thread.start()
     try:
         while True:
-            item = waiting.get()
+            try:
+                item = waiting.get(timeout=HEARTBEAT_SECONDS)
+            except queue.Empty:
+                waiting_beat()
+                continue
             if item is end:
                 return
             if isinstance(item, BaseException):
@@ -417,16 +471,23 @@ def _erased_dropper(account_id: int) -> Callable[[Chunk], None]:
     return lambda chunk: drop_erased(chunk, account_id)
 
 
-def _seen_before(stream: BinaryIO, dialect: csvfiles.Dialect, plan: Plan, until: int) -> set:
+def _seen_before(
+    stream: BinaryIO, dialect: csvfiles.Dialect, plan: Plan, until: int, beat: Callable[[], None]
+) -> set:
     """The duplicate detector, rebuilt from the part of the file a resumed job already read.
 
     It holds hash values, not addresses, to stay small (about 70 bytes per row);
-    a collision of two 64-bit hashes in one file is not a practical concern.
+    a collision of two 64-bit hashes in one file is not a practical concern. Calls
+    ``beat`` as it goes: a large file takes a while to re-read.
     """
     seen: set[int] = set()
     if until <= dialect.data_start:
         return seen
-    for record in csvfiles.read_records(stream, dialect, offset=dialect.data_start):
+    for count, record in enumerate(
+        csvfiles.read_records(stream, dialect, offset=dialect.data_start)
+    ):
+        if count % 1000 == 0:
+            beat()
         if record.end_offset > until:
             break
         if record.cells and len(record.cells) > plan.email:
@@ -606,8 +667,13 @@ class Counts:
     pending_ids: list[int] = field(default_factory=list)
 
 
-def _save_progress(job: ImportJob, chunk: Chunk, counts: Counts) -> None:
-    """Rejects, counters, the resume point and the heartbeat: inside the chunk's transaction."""
+def _save_progress(job: ImportJob, chunk: Chunk, counts: Counts, lease: Lease) -> None:
+    """Rejects, counters, the resume point and the heartbeat: inside the chunk's transaction.
+
+    Raises LeaseLost when the job is no longer the run's (the caller's transaction then
+    rolls the whole chunk back). The job's row stays locked until COMMIT, so a resume
+    waits for a chunk being committed, and a chunk being committed for a resume.
+    """
     rejects = [
         ImportReject(job_id=job.id, line=line, reason=reason[:300], raw=raw[: csvfiles.RAW_KEEP])
         for line, reason, raw in chunk.rejects
@@ -621,7 +687,7 @@ def _save_progress(job: ImportJob, chunk: Chunk, counts: Counts) -> None:
     if job.encoding == csvfiles.UNPROVEN and chunk.encoding not in ("", csvfiles.UNPROVEN):
         # A resumed run must read on in the encoding this run found (csvfiles.UNPROVEN).
         decided["encoding"] = chunk.encoding
-    ImportJob.objects.filter(id=job.id).update(
+    lease.update(
         **decided,
         rows_read=F("rows_read") + chunk.read,
         imported=F("imported") + counts.imported,
@@ -630,7 +696,6 @@ def _save_progress(job: ImportJob, chunk: Chunk, counts: Counts) -> None:
         rejected=F("rejected") + len(chunk.rejects),
         resume_offset=chunk.end_offset,
         resume_line=chunk.end_line,
-        heartbeat_at=timezone.now(),
     )
 
 
@@ -983,30 +1048,3 @@ def send_confirmations(subscription_ids: list[int]) -> int:
             Subscription.objects.filter(id=subscription_id).update(confirmation_sent_at=None)
             raise
     return sent
-
-
-def expire_pending(now: datetime | None = None) -> int:
-    """Removes imported subscriptions still pending PENDING_EXPIRY_DAYS after their
-    confirmation mail (or after the import, if none went out); returns how many.
-
-    Their confirmation links have expired by then, so they could never be confirmed.
-    Unlike a form's expiry the subscriber stays in the account: the owner brought the
-    address and its data, which may predate the import. Each row is re-read under a
-    lock, so a confirmation arriving meanwhile wins.
-    """
-    now = now or timezone.now()
-    cutoff = now - timedelta(days=settings.PENDING_EXPIRY_DAYS)
-    pending = Subscription.objects.filter(
-        status=Subscription.Status.PENDING, source=Subscription.Source.IMPORT
-    )
-    stale = pending.alias(since=Coalesce("confirmation_sent_at", "status_changed_at")).filter(
-        since__lt=cutoff
-    )
-    removed = 0
-    for subscription_id in stale.values_list("id", flat=True).iterator(chunk_size=500):
-        with transaction.atomic():
-            subscription = pending.select_for_update().filter(id=subscription_id).first()
-            if subscription is not None:
-                subscriptions.remove(subscription)
-                removed += 1
-    return removed

@@ -94,7 +94,8 @@ class MailingList(models.Model):
     welcome_enabled = models.BooleanField(
         "send a welcome mail", default=False, help_text="After a subscriber confirms."
     )
-    # Tracking in campaigns to this list; a campaign tracks only if one of its lists does.
+    # Tracking in campaigns to this list: a recipient on any target list with it off is not
+    # tracked, whatever the campaign's other lists say (the sending engine decides per recipient).
     track_opens = models.BooleanField(
         "track opens", default=True, help_text="Adds an invisible image to campaigns."
     )
@@ -453,6 +454,9 @@ class ImportJob(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # The run that owns the job: set when a run claims it, cleared when it is queued again.
+    # A run writes (chunks, heartbeats, the end) only while this is still its own token.
+    lease = models.UUIDField(null=True, blank=True, editable=False)
 
     objects = ListJobQuerySet.as_manager()
 
@@ -462,12 +466,13 @@ class ImportJob(models.Model):
     def __str__(self) -> str:
         return f"import {self.original_name} into {self.mailing_list_id}"
 
-    # A running job whose heartbeat is older than this has lost its worker (lists.imports).
-    STALE_AFTER = timedelta(minutes=2)
+    # A running job beats every few seconds (lists.imports.HEARTBEAT_SECONDS), between and
+    # during chunks; one silent for this long has lost its worker.
+    STALE_AFTER = timedelta(minutes=1)
 
     @property
     def is_interrupted(self) -> bool:
-        """Running, but no chunk was committed for a while: the worker died."""
+        """Running, but silent for a while: the worker died."""
         if self.status != self.Status.RUNNING:
             return False
         beat = self.heartbeat_at or self.started_at or self.created_at
@@ -627,6 +632,17 @@ class ExportJob(models.Model):
 # --- Signup forms and suppression ---------------------------------------------------------
 
 
+class SignupFormQuerySet(models.QuerySet["SignupForm"]):
+    def visible_to(self, user: object) -> SignupFormQuerySet:
+        """The user's account's forms. Forms are the account's, not a list's: a delegate
+        of a list does not see the forms that subscribe to it."""
+        return self.filter(account=user)
+
+    def editable_by(self, user: object) -> SignupFormQuerySet:
+        """The forms the user may change, preview and delete: the account's own."""
+        return self.filter(account=user)
+
+
 class SignupForm(models.Model):
     """A public signup form of an account; addressed publicly by ``uuid``."""
 
@@ -657,6 +673,8 @@ class SignupForm(models.Model):
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = SignupFormQuerySet.as_manager()
 
     class Meta:
         ordering = ["name", "id"]

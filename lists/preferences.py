@@ -8,6 +8,7 @@ import logging
 import re
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 from django.core.exceptions import ValidationError
 from django.db import connections, router, transaction
@@ -15,7 +16,7 @@ from django.db.models import Case, F, JSONField, Q, Value, When
 from django.db.models.functions import Replace
 
 from bounces.models import BounceClass, BounceEvent, ReturnedMessage
-from lists import addresses, subscriptions
+from lists import addresses, blocklist, subscriptions
 from lists.fields import clean_value, storable, unstorable
 from lists.models import (
     CustomField,
@@ -96,31 +97,48 @@ def parse_list_ids(values: Iterable[object]) -> set[uuid.UUID]:
     return wanted
 
 
+@dataclass
+class ListChanges:
+    """What a save of the preference page did: how many subscriptions changed, and the
+    lists the subscriber asked back onto but may not rejoin (the address is blocked)."""
+
+    changed: int = 0
+    refused: list[MailingList] = field(default_factory=list)
+
+
 @transaction.atomic
-def set_lists(subscriber: Subscriber, wanted_lists: set[uuid.UUID]) -> int:
-    """Turns the subscriber's lists (by public UUID) on and off; returns how many changed.
+def set_lists(subscriber: Subscriber, wanted_lists: set[uuid.UUID]) -> ListChanges:
+    """Turns the subscriber's lists (by public UUID) on and off.
 
     Only confirmed <-> unsubscribed: the link was mailed to this address, which proves
-    it is theirs, so turning a list back on needs no second opt-in. Pending, bounced
-    and complained subscriptions are left alone.
+    it is theirs, so turning a list back on needs no second opt-in. A blocked address
+    (lists.blocklist) is never turned back on: those lists come back in ``refused``.
+    Pending, bounced and complained subscriptions are left alone.
     """
-    changed = 0
+    result = ListChanges()
     wanted_list_ids = set(
         MailingList.objects.filter(
             owner_id=subscriber.account_id, uuid__in=wanted_lists
         ).values_list("id", flat=True)
     )
-    for subscription in Subscription.objects.select_for_update().filter(subscriber=subscriber):
+    rows = Subscription.objects.select_for_update().filter(subscriber=subscriber)
+    blocked: bool | None = None  # asked once, and only if someone asks to rejoin
+    for subscription in rows.select_related("mailing_list"):
         on = subscription.mailing_list_id in wanted_list_ids
         if on and subscription.status == Status.UNSUBSCRIBED:
-            changed += subscriptions.change_status(
+            if blocked is None:
+                blocked = blocklist.is_blocked(subscriber.email, subscriber.account_id)
+            if blocked:
+                result.refused.append(subscription.mailing_list)
+                continue
+            result.changed += subscriptions.change_status(
                 subscription, Status.CONFIRMED, source=SOURCE, note="preference page"
             )
         elif not on and subscription.status in (Status.CONFIRMED, Status.PENDING):
-            changed += subscriptions.change_status(
+            result.changed += subscriptions.change_status(
                 subscription, Status.UNSUBSCRIBED, source=SOURCE, note="preference page"
             )
-    return changed
+    return result
 
 
 def unsubscribe_everywhere(subscriber: Subscriber) -> int:

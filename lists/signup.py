@@ -22,10 +22,17 @@ from django.core.exceptions import ValidationError
 from django.db import connections, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Model
-from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from lists import addresses, blocklist, mxcheck, preferences, ratelimit, subscriptions
+from lists import (
+    addresses,
+    blocklist,
+    confirmation,
+    mxcheck,
+    preferences,
+    ratelimit,
+    subscriptions,
+)
 from lists.fields import clean_value, unstorable
 from lists.models import (
     CustomField,
@@ -39,6 +46,7 @@ from mailpanel.lib import signing
 logger = logging.getLogger(__name__)
 
 Status = Subscription.Status
+Source = Subscription.Source
 HONEYPOT = "website"
 TIMESTAMP = "mp_ts"
 NON_FIELD = "__all__"
@@ -221,11 +229,12 @@ def validate(
     """Checks the posted values against the form; returns (clean values, errors by input)."""
     clean = CleanSignup()
     errors: dict[str, list[str]] = {}
+    wording = lists[0] if lists else None  # the owner's texts: the form's first list's
     for spec in form_fields(form):
         raw = _first(data, spec.name).strip()
         if not raw:
             if spec.required:
-                errors[spec.name] = ["This field is required."]
+                errors[spec.name] = [confirmation.text(wording, "signup_error_required")]
             continue
         problem = unstorable(raw)
         if problem:
@@ -236,7 +245,8 @@ def validate(
             try:
                 clean.email = addresses.normalise(raw)
             except addresses.InvalidAddress as exc:
-                errors["email"] = [f"Enter a valid e-mail address: {exc}."]
+                message = confirmation.text(wording, "signup_error_email", reason=str(exc))
+                errors["email"] = [message]
         elif spec.name == "name":
             if len(raw) > 200:
                 errors["name"] = ["Use at most 200 characters."]
@@ -251,12 +261,12 @@ def validate(
                 clean.fields[spec.custom_field.key] = value
     # "on" from a checkbox, "yes" from the embeds, true from a JSON post.
     if form.consent_text and _first(data, "consent").lower() not in ("on", "1", "true", "yes"):
-        errors["consent"] = ["Please give your consent to subscribe."]
+        errors["consent"] = [confirmation.text(wording, "signup_error_consent")]
     if form.allow_list_choice and len(lists) > 1:
         chosen = set(_many(data, "lists"))
         clean.lists = [ml for ml in lists if str(ml.uuid) in chosen]
         if not clean.lists:
-            errors["lists"] = ["Choose at least one list."]
+            errors["lists"] = [confirmation.text(wording, "signup_error_lists")]
     else:
         clean.lists = lists
     return clean, errors
@@ -277,11 +287,12 @@ def validate(
 # honeypot, and only within the stricter SIGNUP_RATE_PER_IP_UNSTAMPED. A stamp that is
 # present but bad never falls back to that path.
 STAMP_OK, STAMP_MISSING, STAMP_BAD, STAMP_FAST, STAMP_OLD = "ok", "missing", "bad", "fast", "old"
+# The text (lists.confirmation.DEFAULT_TEXTS) each refused stamp answers with.
 STAMP_ERRORS = {
-    STAMP_MISSING: "Please send the form from its page.",
-    STAMP_BAD: "That was very fast. Please check the form and send it again.",
-    STAMP_FAST: "That was very fast. Please check the form and send it again.",
-    STAMP_OLD: "This form was open for a long time. Please send it again.",
+    STAMP_MISSING: "signup_error_no_stamp",
+    STAMP_BAD: "signup_error_too_fast",
+    STAMP_FAST: "signup_error_too_fast",
+    STAMP_OLD: "signup_error_too_old",
 }
 
 
@@ -318,6 +329,7 @@ def process(
     same answer as a real signup and nothing happens.
     """
     lists = form_lists(form)
+    wording = lists[0] if lists else None
     success = SignupResult(message=result_message(form, lists))
     if _first(data, HONEYPOT):
         logger.info("signup form %s: honeypot filled from %s", form.uuid, ip)
@@ -325,7 +337,7 @@ def process(
     stamp = stamp_state(form, data)
     unstamped = stamp == STAMP_MISSING and stamp_optional
     if stamp != STAMP_OK and not unstamped:
-        return SignupResult(400, {NON_FIELD: [STAMP_ERRORS[stamp]]})
+        return SignupResult(400, {NON_FIELD: [confirmation.text(wording, STAMP_ERRORS[stamp])]})
     limits = [
         ("signup-ip", ip, settings.SIGNUP_RATE_PER_IP),
         ("signup-form", str(form.uuid), settings.SIGNUP_RATE_PER_FORM),
@@ -335,9 +347,10 @@ def process(
         limits.insert(0, ("signup-ip-unstamped", ip, settings.SIGNUP_RATE_PER_IP_UNSTAMPED))
     exceeded = ratelimit.first_exceeded(limits)
     if exceeded in ("signup-ip", "signup-ip-unstamped"):
-        return SignupResult(429, {NON_FIELD: ["Too many signups from your address. Try later."]})
+        return SignupResult(429, {NON_FIELD: [confirmation.text(wording, "signup_error_rate_ip")]})
     if exceeded == "signup-form":
-        return SignupResult(429, {NON_FIELD: ["Too many signups right now. Try again later."]})
+        message = confirmation.text(wording, "signup_error_rate_form")
+        return SignupResult(429, {NON_FIELD: [message]})
     if not lists:
         return SignupResult(400, {NON_FIELD: ["This form is not open for signups."]})
     clean, errors = validate(form, data, lists)
@@ -348,7 +361,7 @@ def process(
         logger.info("signup form %s: address rate limit for a target address", form.uuid)
         return success
     if not mxcheck.domain_accepts_mail(addresses.domain_of(clean.email)):
-        return SignupResult(400, {"email": ["This address's domain cannot receive e-mail."]})
+        return SignupResult(400, {"email": [confirmation.text(wording, "signup_error_domain")]})
     # One statement for the blocklist and the erased addresses: the hot path's budget.
     blocked, clean.erased = blocklist.is_blocked_or_erased(
         clean.email, form.account_id, preferences.address_hash(clean.email)
@@ -374,8 +387,10 @@ def apply(form: SignupForm, clean: CleanSignup, consent: dict) -> list[int]:
     An existing subscriber's name and fields are left alone: an anonymous post must
     not change someone's data. Confirmed, bounced and complained subscriptions stay
     as they are; unsubscribed ones go back through double opt-in; pending ones are
-    mailed again only after the cool-down. Concurrent signups of the same address
-    end with one subscriber, one subscription per list and one confirmation mail.
+    mailed again only after the cool-down. A subscription left pending or made
+    pending by this signup records the form as its source, whatever created it.
+    Concurrent signups of the same address end with one subscriber, one subscription
+    per list and one confirmation mail.
     """
     subscriber, created = subscriptions.find_or_create_subscriber(
         form.account_id, clean.email, name=clean.name, fields=clean.fields
@@ -386,6 +401,7 @@ def apply(form: SignupForm, clean: CleanSignup, consent: dict) -> list[int]:
     added: list[Subscription] = []
     to_confirm: list[int] = []
     resent: list[int] = []
+    taken_over: list[int] = []
     for mailing_list in clean.lists:
         subscription = existing.get(mailing_list.id)
         if subscription is None:
@@ -398,6 +414,9 @@ def apply(form: SignupForm, clean: CleanSignup, consent: dict) -> list[int]:
         if _needs_confirmation(subscription, now, note):
             to_confirm.append(subscription.id)
             resent.append(subscription.id)
+        if subscription.status == Status.PENDING and subscription.source != Source.FORM:
+            # Waiting for this signup's opt-in now, whatever added it first.
+            taken_over.append(subscription.id)
     confirmed_now = [s.id for s in added if s.status == Status.CONFIRMED]
     if confirmed_now:
         _record_consent(subscriber, consent)
@@ -405,6 +424,8 @@ def apply(form: SignupForm, clean: CleanSignup, consent: dict) -> list[int]:
             _queue_welcome(subscription_id)
     if resent:
         Subscription.objects.filter(id__in=resent).update(confirmation_sent_at=now)
+    if taken_over:
+        Subscription.objects.filter(id__in=taken_over).update(source=Source.FORM)
     if to_confirm:
         _queue_confirmation(to_confirm, form.id)
     subscriptions.count_added(added)  # last: it locks the lists' rows until COMMIT
@@ -549,34 +570,3 @@ def confirm(token: str, *, ip: str, user_agent: str) -> ConfirmResult:
         # The person opted in again by themselves: an earlier erasure no longer suppresses.
         preferences.lift_suppression(subscriber.account_id, subscriber.email)
     return result
-
-
-# --- Expiry -----------------------------------------------------------------------------
-
-
-def expire_pending(now: datetime | None = None) -> int:
-    """Removes form subscriptions left pending past PENDING_EXPIRY_DAYS; returns how many.
-
-    Counted from the last confirmation mail (a pending address signing up again after
-    the cool-down gets a fresh link, which must live its full time), else from the
-    signup. A subscriber left with no subscription at all is deleted too: an address
-    someone typed into a form and never confirmed is not kept. Each row is re-read
-    under a lock, so a confirmation or a fresh mail arriving meanwhile wins.
-    """
-    now = now or timezone.now()
-    cutoff = now - timedelta(days=settings.PENDING_EXPIRY_DAYS)
-    pending = Subscription.objects.filter(status=Status.PENDING, source=Subscription.Source.FORM)
-    stale = pending.alias(since=Coalesce("confirmation_sent_at", "status_changed_at")).filter(
-        since__lt=cutoff
-    )
-    removed = 0
-    for subscription_id in stale.values_list("id", flat=True).iterator(chunk_size=500):
-        with transaction.atomic():
-            subscription = stale.select_for_update().filter(id=subscription_id).first()
-            if subscription is None:
-                continue
-            subscriptions.remove(subscription)
-            removed += 1
-            if not Subscription.objects.filter(subscriber_id=subscription.subscriber_id).exists():
-                Subscriber.objects.filter(id=subscription.subscriber_id).delete()
-    return removed

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import connections, models, router, transaction
 from django.db.models import Count, F
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from lists import addresses
@@ -302,3 +305,44 @@ def delete_subscriber(subscriber: Subscriber) -> None:
         subscriber.delete()
         for list_id, status in rows:
             _adjust_counts(list_id, status, None)
+
+
+def expire_pending(now: datetime | None = None) -> int:
+    """Removes subscriptions left pending past PENDING_EXPIRY_DAYS; returns how many.
+
+    Every pending subscription expires alike, whatever made it pending (a form, an
+    import, the panel, the API): what counts is the time it became pending, or its
+    last confirmation mail if that is later (a pending address signing up again after
+    the cool-down gets a fresh link, which must live its full time). Its confirmation
+    link has expired by then, so it could never be confirmed.
+
+    A subscriber left with no subscription is deleted too when the expired one came
+    from a form and no consent was ever recorded for them: an address someone typed
+    into a form and never confirmed is not kept. What the owner brought (an import, the
+    panel, the API) stays in the account. Each row is re-read under a lock, so a
+    confirmation or a fresh mail arriving meanwhile wins.
+    """
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=settings.PENDING_EXPIRY_DAYS)
+    # GREATEST of the two: NULL on SQLite when one is NULL, hence the COALESCE inside.
+    since = Greatest(Coalesce("confirmation_sent_at", "status_changed_at"), "status_changed_at")
+    stale = Subscription.objects.filter(status=Status.PENDING).alias(since=since)
+    stale = stale.filter(since__lt=cutoff)
+    removed = 0
+    for subscription_id in stale.values_list("id", flat=True).iterator(chunk_size=500):
+        with transaction.atomic():
+            subscription = stale.select_for_update().filter(id=subscription_id).first()
+            if subscription is None:
+                continue
+            remove(subscription)
+            removed += 1
+            if subscription.source == Subscription.Source.FORM:
+                _forget_unconfirmed(subscription.subscriber_id)
+    return removed
+
+
+def _forget_unconfirmed(subscriber_id: int) -> None:
+    """Deletes a subscriber with no subscription left and no consent ever recorded."""
+    if Subscription.objects.filter(subscriber_id=subscriber_id).exists():
+        return
+    Subscriber.objects.filter(id=subscriber_id, consent={}).delete()

@@ -39,10 +39,10 @@ def send_welcome(subscription_id: int) -> bool:
 
 @shared_task
 def expire_pending_subscriptions() -> int:
-    """Beat: removes form and import subscriptions never confirmed (PENDING_EXPIRY_DAYS)."""
-    from lists import signup
+    """Beat: removes subscriptions never confirmed within PENDING_EXPIRY_DAYS."""
+    from lists import subscriptions
 
-    return signup.expire_pending() + imports.expire_pending()
+    return subscriptions.expire_pending()
 
 
 # A chunk's worth of ids: a retry skips those already mailed (lists.imports claims each).

@@ -17,8 +17,7 @@ from django.views.decorators.http import require_POST
 from lists import imports
 from lists.access import get_list_for_user
 from lists.models import CustomField, ImportJob
-
-DANGEROUS_STARTS = ("=", "+", "-", "@", "\t", "\r")
+from mailpanel.lib import csvsafe
 
 
 def _get_job(request: HttpRequest, job_uuid: UUID, *, write: bool = False) -> ImportJob:
@@ -158,11 +157,6 @@ def import_resume(request: HttpRequest, job_uuid: UUID) -> HttpResponse:
     return redirect("lists:import-detail", job_uuid=job.uuid)
 
 
-def _safe(cell: str) -> str:
-    """Spreadsheets run cells starting with these as formulas: make them text."""
-    return "'" + cell if cell.startswith(DANGEROUS_STARTS) else cell
-
-
 class _Echo:
     def write(self, value: str) -> str:
         return value
@@ -173,7 +167,7 @@ def _report_rows(job: ImportJob) -> Iterator[str]:
     yield writer.writerow(["line", "reason", "raw"])
     rows = job.rejects.order_by("line").values_list("line", "reason", "raw")
     for line, reason, raw in rows.iterator(chunk_size=2000):
-        yield writer.writerow([line, _safe(reason), _safe(raw)])
+        yield writer.writerow(csvsafe.neutralise_row([line, reason, raw]))
 
 
 @login_required

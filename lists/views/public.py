@@ -1,6 +1,6 @@
 """Public pages for subscribers and form posters: no login, reached by public id or token.
 
-These views never answer 500 (see ``_never_500``). Token pages are csrf_exempt:
+These views never answer 500 (see ``never_500``). Token pages are csrf_exempt:
 the signed token in the URL is itself an unguessable secret bound to one
 subscriber, which is what a CSRF token would add, and the hosted signup page is
 framed on other sites where Django's CSRF cookie would not be sent.
@@ -14,7 +14,6 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from django.conf import settings
 from django.core.exceptions import SuspiciousOperation
 from django.http import (
     HttpRequest,
@@ -62,7 +61,7 @@ CORS_HEADERS = {
 }
 
 
-def _never_500(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+def never_500(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     """A public endpoint answers a clear 400/503, never a server error page."""
 
     @functools.wraps(view)
@@ -74,14 +73,14 @@ def _never_500(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]
         except (MultiPartParserError, SuspiciousOperation, UnreadablePostError):
             # A body Django cannot parse: the poster's mistake, not ours.
             if request.path.endswith(("/submit", "/embed.json")):
-                return _cors(JsonResponse({"ok": False, "errors": _UNREADABLE}, status=400))
+                return with_cors(JsonResponse({"ok": False, "errors": _UNREADABLE}, status=400))
             return HttpResponseBadRequest(
                 "The request could not be read.", content_type="text/plain"
             )
         except Exception:  # noqa: BLE001
             logger.exception("public view %s failed", view.__name__)
             if request.path.endswith(("/submit", "/embed.json")):
-                return _cors(JsonResponse({"ok": False, "errors": _SORRY}, status=503))
+                return with_cors(JsonResponse({"ok": False, "errors": _SORRY}, status=503))
             return render(request, "public/error.html", {"brand": None}, status=503)
 
     return wrapped
@@ -91,7 +90,7 @@ _UNREADABLE = {signup.NON_FIELD: ["The form data could not be read."]}
 _SORRY = {signup.NON_FIELD: ["Something went wrong on our side. Please try again later."]}
 
 
-def _cors(response: HttpResponse) -> HttpResponse:
+def with_cors(response: HttpResponse) -> HttpResponse:
     for key, value in CORS_HEADERS.items():
         response[key] = value
     return response
@@ -114,7 +113,7 @@ def _get_form(form_id: object) -> SignupForm | None:
     return signup.open_form(form_id)
 
 
-def _brand(mailing_list: MailingList | None) -> dict[str, str] | None:
+def brand_of(mailing_list: MailingList | None) -> dict[str, str] | None:
     if mailing_list is None:
         return None
     color = mailing_list.brand_color or ""
@@ -142,7 +141,7 @@ def _form_context(
     chosen = set(data.getlist("lists")) if hasattr(data, "getlist") else set()
     return {
         "form": form,
-        "brand": _brand(lists[0] if lists else None),
+        "brand": brand_of(lists[0] if lists else None),
         "action": reverse("public:form", args=[form.uuid]),
         "fields": [
             {
@@ -163,9 +162,12 @@ def _form_context(
     }
 
 
-def hosted_form_context(request: HttpRequest, form: SignupForm) -> dict:
-    """The hosted page's template context for a form (the builder's live preview too)."""
-    return _form_context(request, form)
+def hosted_form_context(
+    request: HttpRequest, form: SignupForm, data: Any = None, errors: Any = None
+) -> dict:
+    """The hosted page's template context for a form (the builder's previews too), with
+    posted values and their errors when a post is shown again."""
+    return _form_context(request, form, data, errors)
 
 
 def _framed(response: HttpResponse) -> HttpResponse:
@@ -175,7 +177,7 @@ def _framed(response: HttpResponse) -> HttpResponse:
 
 @csrf_exempt
 @xframe_options_exempt
-@_never_500
+@never_500
 @require_http_methods(["GET", "HEAD", "POST"])
 def form_page(request: HttpRequest, form_id: object) -> HttpResponse:
     """The hosted signup page (link or iframe), and the target of the plain HTML embed."""
@@ -201,46 +203,25 @@ def form_page(request: HttpRequest, form_id: object) -> HttpResponse:
 
 
 @csrf_exempt
-@_never_500
+@never_500
 @require_http_methods(["GET", "HEAD", "OPTIONS"])
 def form_config(request: HttpRequest, form_id: object) -> HttpResponse:
     """The form as JSON for the script embed (with a fresh fill-time stamp)."""
     if request.method == "OPTIONS":
-        return _cors(HttpResponse(status=204))
+        return with_cors(HttpResponse(status=204))
     form = _get_form(form_id)
     if form is None:
-        return _cors(
+        return with_cors(
             JsonResponse({"ok": False, "errors": {"__all__": ["No such form."]}}, status=404)
         )
-    context = _form_context(request, form)
-    payload = {
-        "ok": True,
-        "title": form.title,
-        "button": form.button_text,
-        "consent": form.consent_text,
-        "submit_url": request.build_absolute_uri(reverse("public:form-submit", args=[form.uuid])),
-        "honeypot": signup.HONEYPOT,
-        "timestamp_name": signup.TIMESTAMP,
-        "timestamp": context["timestamp"],
-        "fields": [
-            {
-                "name": f["spec"].name,
-                "label": f["spec"].label,
-                "required": f["spec"].required,
-                "type": f["spec"].type,
-                "choices": list(f["spec"].choices),
-            }
-            for f in context["fields"]
-        ],
-        "lists": [{"id": str(ml.uuid), "name": ml.name} for ml in context["lists"]],
-        "brand_color": (context["brand"] or {}).get("color", ""),
-    }
+    submit_url = request.build_absolute_uri(reverse("public:form-submit", args=[form.uuid]))
+    payload = form_config_payload(request, form, submit_url)
     response = JsonResponse(payload)
     response["Cache-Control"] = "no-store"
-    return _cors(response)
+    return with_cors(response)
 
 
-def _post_data(request: HttpRequest) -> Any:
+def post_data(request: HttpRequest) -> Any:
     if request.content_type == "application/json":
         try:
             data = json.loads(request.body or b"{}")
@@ -251,20 +232,20 @@ def _post_data(request: HttpRequest) -> Any:
 
 
 @csrf_exempt
-@_never_500
+@never_500
 @require_http_methods(["POST", "OPTIONS"])
 def form_submit(request: HttpRequest, form_id: object) -> HttpResponse:
     """The script embed's endpoint: JSON answers, CORS for any origin (this endpoint only)."""
     if request.method == "OPTIONS":
-        return _cors(HttpResponse(status=204))
+        return with_cors(HttpResponse(status=204))
     form = _get_form(form_id)
     if form is None:
-        return _cors(
+        return with_cors(
             JsonResponse({"ok": False, "errors": {"__all__": ["No such form."]}}, status=404)
         )
-    data = _post_data(request)
+    data = post_data(request)
     if data is None:
-        return _cors(
+        return with_cors(
             JsonResponse(
                 {"ok": False, "errors": {"__all__": ["Send a form or a JSON object."]}}, status=400
             )
@@ -272,17 +253,21 @@ def form_submit(request: HttpRequest, form_id: object) -> HttpResponse:
     ip, agent = _client(request)
     result = signup.process(form, data, ip=ip, user_agent=agent)
     if not result.ok:
-        return _cors(JsonResponse({"ok": False, "errors": result.errors}, status=result.status))
+        return with_cors(JsonResponse({"ok": False, "errors": result.errors}, status=result.status))
     body = {"ok": True, "message": result.message, "redirect": form.redirect_url or None}
-    return _cors(JsonResponse(body))
+    return with_cors(JsonResponse(body))
 
 
-def embed_snippets(request: HttpRequest, form: SignupForm) -> dict[str, str]:
-    """The three ways to embed a form, as text to copy (used by the form builder)."""
+def embed_snippets(request: HttpRequest, form: SignupForm, hosted: str = "") -> dict[str, str]:
+    """The three ways to embed a form, as text to copy (used by the form builder).
+
+    ``hosted``: the URL the embeds post to and load from; the form's public page by
+    default (the builder's previews pass their own, lists.previews).
+    """
     from django.template.loader import render_to_string
 
     base = request.build_absolute_uri("/").rstrip("/")
-    hosted = base + reverse("public:form", args=[form.uuid])
+    hosted = hosted or base + reverse("public:form", args=[form.uuid])
     context = _form_context(request, form)
     context["action"] = hosted
     # Pasted once and served for years: no fill-time stamp (see lists.signup.stamp_state).
@@ -302,28 +287,38 @@ def embed_snippets(request: HttpRequest, form: SignupForm) -> dict[str, str]:
     }
 
 
-@xframe_options_exempt
-@_never_500
-@require_http_methods(["GET", "HEAD"])
-def form_preview(request: HttpRequest, form_id: object, kind: str) -> HttpResponse:
-    """A page holding one embed, for the builder's sandboxed preview iframes.
-
-    Public, so only enabled forms: a disabled form answers like an unknown one.
-    """
-    form = _get_form(form_id)
-    if form is None or kind not in ("html", "script"):
-        return _framed(render(request, "public/form_missing.html", {"brand": None}, status=404))
-    snippet = embed_snippets(request, form)[kind]
-    response = render(request, "public/preview.html", {"snippet": snippet, "brand": None})
-    # The sandboxed preview has an opaque origin: it reaches mailpanel through CORS.
-    return _framed(response)
+def form_config_payload(request: HttpRequest, form: SignupForm, submit_url: str) -> dict:
+    """The form as the script embed renders it (embed.json), posting to ``submit_url``."""
+    context = _form_context(request, form)
+    return {
+        "ok": True,
+        "title": form.title,
+        "button": form.button_text,
+        "consent": form.consent_text,
+        "submit_url": submit_url,
+        "honeypot": signup.HONEYPOT,
+        "timestamp_name": signup.TIMESTAMP,
+        "timestamp": context["timestamp"],
+        "fields": [
+            {
+                "name": f["spec"].name,
+                "label": f["spec"].label,
+                "required": f["spec"].required,
+                "type": f["spec"].type,
+                "choices": list(f["spec"].choices),
+            }
+            for f in context["fields"]
+        ],
+        "lists": [{"id": str(ml.uuid), "name": ml.name} for ml in context["lists"]],
+        "brand_color": (context["brand"] or {}).get("color", ""),
+    }
 
 
 # --- Confirmation -------------------------------------------------------------------------
 
 
 @csrf_exempt
-@_never_500
+@never_500
 @require_http_methods(["GET", "HEAD", "POST"])
 def confirm(request: HttpRequest, token: str) -> HttpResponse:
     """GET shows a Confirm button (mail scanners fetch links); the POST confirms."""
@@ -331,7 +326,7 @@ def confirm(request: HttpRequest, token: str) -> HttpResponse:
         result = signup.read_confirmation(token)
         mailing_list = result.mailing_list
         context = {
-            "brand": _brand(mailing_list),
+            "brand": brand_of(mailing_list),
             "title": confirmation.text(mailing_list, "confirm_page_title"),
             "text": confirmation.text(mailing_list, "confirm_page_text"),
             "button": confirmation.text(mailing_list, "confirm_button"),
@@ -346,7 +341,7 @@ def confirm(request: HttpRequest, token: str) -> HttpResponse:
         return HttpResponseRedirect(result.form.confirmed_redirect_url)
     mailing_list = result.mailing_list
     context = {
-        "brand": _brand(mailing_list),
+        "brand": brand_of(mailing_list),
         "title": confirmation.text(mailing_list, "confirm_page_title"),
         "text": confirmation.text(mailing_list, "confirmed_text"),
         "texts": confirmation.texts(mailing_list),
@@ -362,7 +357,7 @@ def confirm(request: HttpRequest, token: str) -> HttpResponse:
 
 
 @csrf_exempt
-@_never_500
+@never_500
 @require_http_methods(["GET", "HEAD", "POST"])
 def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
     """GET shows a button and never changes anything; the POST unsubscribes."""
@@ -371,7 +366,7 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
     if request.method == "POST":
         preferences.unsubscribe(token, reason=request.POST.get("reason", ""))
         context = {
-            "brand": _brand(mailing_list),
+            "brand": brand_of(mailing_list),
             "title": confirmation.text(mailing_list, "unsubscribe_title"),
             "text": confirmation.text(mailing_list, "unsubscribed_text"),
             "texts": confirmation.texts(mailing_list),
@@ -381,7 +376,7 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
         }
         return render(request, "public/message.html", context)
     context = {
-        "brand": _brand(mailing_list),
+        "brand": brand_of(mailing_list),
         "title": confirmation.text(mailing_list, "unsubscribe_title"),
         "text": confirmation.text(mailing_list, "unsubscribe_text"),
         "button": confirmation.text(mailing_list, "unsubscribe_button"),
@@ -396,7 +391,7 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
 
 
 @csrf_exempt
-@_never_500
+@never_500
 @require_http_methods(["POST"])
 def one_click(request: HttpRequest, token: str) -> HttpResponse:
     """RFC 8058: POST ``List-Unsubscribe=One-Click`` unsubscribes at once.
@@ -421,6 +416,10 @@ def one_click(request: HttpRequest, token: str) -> HttpResponse:
 
 # --- Preferences --------------------------------------------------------------------------
 
+# The <input type> of a custom field on the preference page (yes/no is a checkbox, choice
+# a select); dates are stored as YYYY-MM-DD, which is what a date input sends.
+INPUT_TYPES = {"number": "number", "date": "date"}
+
 
 def _preferences_context(subscriber: Any, token: str, errors: dict | None = None) -> dict:
     subs = preferences.subscriptions_of(subscriber)
@@ -430,6 +429,7 @@ def _preferences_context(subscriber: Any, token: str, errors: dict | None = None
             "label": cf.label,
             "value": (subscriber.fields or {}).get(cf.key, ""),
             "type": cf.type,
+            "input_type": INPUT_TYPES.get(cf.type, "text"),
             "choices": cf.choices,
             "error": (errors or {}).get(f"f_{cf.key}", ""),
         }
@@ -437,7 +437,7 @@ def _preferences_context(subscriber: Any, token: str, errors: dict | None = None
     ]
     first_list = subs[0].mailing_list if subs else None
     return {
-        "brand": _brand(first_list),
+        "brand": brand_of(first_list),
         "title": confirmation.text(first_list, "preferences_title"),
         "texts": confirmation.texts(first_list),
         "subscriber": subscriber,
@@ -449,12 +449,13 @@ def _preferences_context(subscriber: Any, token: str, errors: dict | None = None
 
 
 @csrf_exempt
-@_never_500
+@never_500
 @require_http_methods(["GET", "HEAD", "POST"])
 def preferences_page(request: HttpRequest, token: str) -> HttpResponse:
     subscriber = preferences.subscriber_for_preferences(token)
     saved = ""
     errors: dict = {}
+    refused: list[MailingList] = []
     if request.method == "POST":
         if request.POST.get("action") == "unsubscribe_all":
             preferences.unsubscribe_everywhere(subscriber)
@@ -463,14 +464,18 @@ def preferences_page(request: HttpRequest, token: str) -> HttpResponse:
             errors = preferences.update_fields(subscriber, request.POST)
             if not errors:
                 wanted = preferences.parse_list_ids(request.POST.getlist("lists"))
-                preferences.set_lists(subscriber, wanted)
+                refused = preferences.set_lists(subscriber, wanted).refused
                 saved = "preferences_saved"
     context = _preferences_context(subscriber, token, errors)
     context["saved"] = context["texts"][saved] if saved else ""
+    if refused:
+        # The first refused list's wording, naming every refused list.
+        names = MailingList(name=", ".join(ml.name for ml in refused), texts=refused[0].texts)
+        context["refused"] = confirmation.text(names, "preferences_blocked")
     return render(request, "public/preferences.html", context, status=400 if errors else 200)
 
 
-@_never_500
+@never_500
 @require_http_methods(["GET", "HEAD"])
 def preferences_export(request: HttpRequest, token: str) -> HttpResponse:
     subscriber = preferences.subscriber_for_preferences(token)
@@ -481,13 +486,13 @@ def preferences_export(request: HttpRequest, token: str) -> HttpResponse:
 
 
 @csrf_exempt
-@_never_500
+@never_500
 @require_http_methods(["GET", "HEAD", "POST"])
 def preferences_delete(request: HttpRequest, token: str) -> HttpResponse:
     subscriber = preferences.subscriber_for_preferences(token)
     subs = preferences.subscriptions_of(subscriber)
     first_list = subs[0].mailing_list if subs else None
-    brand, texts = _brand(first_list), confirmation.texts(first_list)
+    brand, texts = brand_of(first_list), confirmation.texts(first_list)
     if request.method == "POST":
         preferences.erase(subscriber)
         context = {"brand": brand, "title": texts["deleted_title"], "text": texts["deleted_text"]}
@@ -498,8 +503,4 @@ def preferences_delete(request: HttpRequest, token: str) -> HttpResponse:
 
 def unsubscribe_urls(subscriber_id: int, list_id: int, campaign_id: int | None = None) -> dict:
     """Absolute unsubscribe and one-click URLs, for the List-Unsubscribe header."""
-    token = signing.unsubscribe_token(subscriber_id, list_id, campaign_id)
-    return {
-        "page": settings.SITE_URL + reverse("public:unsubscribe", args=[token]),
-        "one_click": settings.SITE_URL + reverse("public:one-click", args=[token]),
-    }
+    return confirmation.unsubscribe_links(subscriber_id, list_id, campaign_id)

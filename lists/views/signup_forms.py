@@ -17,6 +17,7 @@ from django.views.decorators.http import require_POST
 
 from lists import confirmation
 from lists.models import CustomField, MailingList, SignupForm
+from lists.views.previews import preview_urls
 from lists.views.public import PAGE_CSP, embed_snippets, hosted_form_context
 
 http_url = URLValidator(schemes=["http", "https"])
@@ -117,7 +118,12 @@ class ListPublicForm(forms.ModelForm):
                 max_length=2000,
                 initial=texts.get(key, ""),
                 widget=forms.Textarea(attrs={"rows": 2, "placeholder": default}),
-                help_text="Empty: the default shown. {list} is replaced by the list's name.",
+                help_text=" ".join(
+                    [
+                        "Empty: the default shown. {list} is replaced by the list's name.",
+                        confirmation.TEXT_PLACEHOLDERS.get(key, ""),
+                    ]
+                ).strip(),
             )
 
     def save(self, commit: bool = True) -> MailingList:
@@ -132,14 +138,21 @@ class ListPublicForm(forms.ModelForm):
         return mailing_list
 
 
-def _get_form_for_user(request: HttpRequest, form_id: object) -> SignupForm:
-    # Forms belong to an account: another account's form is a 404, whatever its id.
-    return get_object_or_404(SignupForm, uuid=form_id, account=request.user)
+def _get_form_for_user(request: HttpRequest, form_id: object, *, write: bool = False) -> SignupForm:
+    """A form the user may see (else 404, whatever its id) and, with ``write``, change
+    (else 403)."""
+    signup_form = get_object_or_404(SignupForm.objects.visible_to(request.user), uuid=form_id)
+    if (
+        write
+        and not SignupForm.objects.editable_by(request.user).filter(id=signup_form.id).exists()
+    ):
+        raise PermissionDenied("You may only view this form.")
+    return signup_form
 
 
 @login_required
 def form_index(request: HttpRequest) -> HttpResponse:
-    signup_forms = SignupForm.objects.filter(account=request.user).prefetch_related("lists")
+    signup_forms = SignupForm.objects.visible_to(request.user).prefetch_related("lists")
     own_lists = MailingList.objects.owned_by(request.user)
     return render(
         request, "lists/form_index.html", {"signup_forms": signup_forms, "own_lists": own_lists}
@@ -163,7 +176,7 @@ def form_create(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def form_edit(request: HttpRequest, form_id: object) -> HttpResponse:
-    signup_form = _get_form_for_user(request, form_id)
+    signup_form = _get_form_for_user(request, form_id, write=True)
     form = SignupFormForm(request.POST or None, instance=signup_form, account=request.user)
     if request.method == "POST" and form.is_valid():
         with transaction.atomic():
@@ -179,10 +192,13 @@ def form_edit(request: HttpRequest, form_id: object) -> HttpResponse:
 @login_required
 def form_detail(request: HttpRequest, form_id: object) -> HttpResponse:
     signup_form = _get_form_for_user(request, form_id)
+    can_edit = SignupForm.objects.editable_by(request.user).filter(id=signup_form.id).exists()
     context = {
         "signup_form": signup_form,
         "snippets": embed_snippets(request, signup_form),
         "lists": signup_form.lists.all(),
+        # The previews carry a token that works without a session: editors only.
+        "previews": preview_urls(request, signup_form) if can_edit else None,
     }
     return render(request, "lists/form_detail.html", context)
 
@@ -200,7 +216,7 @@ def form_live_preview(request: HttpRequest, form_id: object | None = None) -> Ht
 
     Nothing is saved. Another account's form is a 404, like every builder page.
     """
-    instance = _get_form_for_user(request, form_id) if form_id else SignupForm()
+    instance = _get_form_for_user(request, form_id, write=True) if form_id else SignupForm()
     # A copy: the form writes the posted values onto its instance, even invalid ones.
     instance = copy.copy(instance)
     form = SignupFormForm(request.POST, instance=instance, account=request.user)
@@ -220,7 +236,7 @@ def form_live_preview(request: HttpRequest, form_id: object | None = None) -> Ht
 @login_required
 @require_POST
 def form_delete(request: HttpRequest, form_id: object) -> HttpResponse:
-    signup_form = _get_form_for_user(request, form_id)
+    signup_form = _get_form_for_user(request, form_id, write=True)
     signup_form.delete()
     messages.success(request, "Signup form deleted. Embeds of it now show “not available”.")
     return redirect("lists:form-index")

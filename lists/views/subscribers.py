@@ -23,7 +23,7 @@ from django.views.decorators.http import require_POST
 
 from bounces import reports as bounce_reports
 from bounces import suppression
-from lists import addresses, blocklist, preferences, subscriptions
+from lists import activity, addresses, blocklist, preferences, subscriptions
 from lists.access import get_list_for_user
 from lists.models import (
     CustomField,
@@ -123,6 +123,8 @@ def subscriber_detail(request: HttpRequest, uuid: uuid_module.UUID) -> HttpRespo
         # Why mail stopped: the bounce events, and what the owner may lift.
         "bounce_events": bounce_reports.for_subscriber(subscriber),
         "suppressed": suppression.suppressed_subscriptions(subscriber) if is_owner else [],
+        # What was sent and what came of it: the latest only, the timeline has the rest.
+        "activity": activity.recent(subscriber, activity.granted_lists(subscriber, request.user)),
     }
     return render(request, "lists/subscriber_detail.html", context)
 

@@ -111,7 +111,10 @@
           button.disabled = false;
           if (answer.ok) {
             if (answer.redirect) { window.location.href = answer.redirect; return; }
-            var done = el("p", { "class": "mp-success", role: "status" }, answer.message);
+            var done = el("div", { "class": "mp-done" });
+            done.appendChild(el("p", { "class": "mp-success", role: "status" }, answer.message));
+            // The form builder's preview: it says that nothing happened.
+            if (answer.preview) { done.appendChild(el("p", { "class": "mp-preview", role: "note" }, answer.preview)); }
             form.replaceWith(done);
           } else {
             showErrors(form, answer.errors);

@@ -21,7 +21,7 @@ from django.test import RequestFactory
 from lists.models import Subscription
 from lists.views.public import embed_snippets
 from tests.factories import MailingListFactory, SignupFormFactory, UserFactory
-from tests.lists.test_signup_support import clean_cache, fake_dns  # noqa: F401
+from tests.lists.test_signup_support import clean_cache, fake_dns, resolv_conf  # noqa: F401
 
 playwright = pytest.importorskip("playwright.sync_api")
 CHROMIUM = "/usr/bin/chromium"
@@ -178,4 +178,35 @@ def test_the_form_editor_previews_unsaved_values_live(live_server, browser, clie
     preview.locator("h1", has_text="Typed, not saved").wait_for(timeout=15000)
     form.refresh_from_db()
     assert form.title == "Old"
+    context.close()
+
+
+def test_the_owner_previews_a_disabled_form_and_a_preview_post_saves_nothing(
+    live_server, browser, client, smtp_server, mail_settings
+):
+    owner = UserFactory(username="olivia")
+    form = SignupFormFactory(
+        account=owner,
+        lists=[MailingListFactory(owner=owner)],
+        title="Closed for now",
+        check_inbox_text="Nearly there: check your inbox.",
+        enabled=False,
+    )
+    client.force_login(owner)
+    context = browser.new_context()
+    context.add_cookies(
+        [{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live_server.url}]
+    )
+    page = context.new_page()
+    page.goto(f"{live_server.url}/lists/forms/{form.uuid}/")
+
+    for title in ("plain HTML form", "script embed", "hosted page"):
+        frame = page.frame_locator(f'iframe[title="Preview of the {title}"]')
+        frame.locator("input[name=email]").fill(f"{title.split()[0].lower()}@example.org")
+        frame.locator("button[type=submit]").click()
+        frame.locator("text=Nearly there: check your inbox.").wait_for(timeout=15000)
+        frame.locator("text=Preview: nothing was saved").first.wait_for(timeout=15000)
+
+    assert not Subscription.objects.exists()
+    assert smtp_server.messages == []
     context.close()

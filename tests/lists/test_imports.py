@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import time
 import tracemalloc
 from datetime import timedelta
 from pathlib import Path
@@ -374,6 +375,93 @@ def test_an_interrupted_import_resumes_after_its_last_chunk(mailing_list: Mailin
     assert Subscription.objects.filter(mailing_list=mailing_list).count() == 9
     mailing_list.refresh_from_db()
     assert mailing_list.confirmed_count == 9
+
+
+def make_stale(job: ImportJob) -> None:
+    """As if the job's worker had gone silent for longer than STALE_AFTER."""
+    ImportJob.objects.filter(id=job.id).update(
+        heartbeat_at=timezone.now() - ImportJob.STALE_AFTER * 2
+    )
+
+
+def test_a_resumed_job_stops_the_run_it_took_over_and_the_counts_stay_right(
+    mailing_list: MailingList,
+) -> None:
+    # The first run stalls after one chunk (it looks dead) and the job is resumed; the
+    # second run finishes it. When the first one wakes up it must write nothing more.
+    job = upload(mailing_list, ROWS)
+    imports.start(job, job.mapping, ImportJob.Mode.CONFIRMED, ImportJob.Existing.UPDATE,
+                  enqueue=False)  # fmt: skip
+    second: list[ImportJob | None] = []
+
+    def stall_then_resume(first: ImportJob) -> None:
+        if second:
+            return
+        make_stale(first)
+        assert imports.resume(first)
+        second.append(imports.run(first.id, chunk_rows=4))
+
+    first = imports.run(job.id, chunk_rows=4, progress=stall_then_resume)
+
+    assert first is None  # it noticed at its next chunk and stopped
+    (finished,) = second
+    assert finished.status == ImportJob.Status.DONE
+    job.refresh_from_db()
+    assert job.status == ImportJob.Status.DONE
+    assert (job.rows_read, job.imported, job.rejected, job.skipped) == (10, 9, 1, 0)
+    assert rejects(job) == [(11, "duplicate in the file")]
+    assert Subscription.objects.filter(mailing_list=mailing_list).count() == 9
+    mailing_list.refresh_from_db()
+    assert mailing_list.confirmed_count == 9
+
+
+def test_each_run_claims_the_job_with_a_lease_of_its_own(mailing_list: MailingList) -> None:
+    job = import_file(mailing_list, ROWS, chunk_rows=4, max_chunks=1)
+    first_lease = job.lease
+    assert first_lease is not None
+
+    make_stale(job)
+    assert imports.resume(job)
+    job.refresh_from_db()
+    assert job.lease is None and job.status == ImportJob.Status.QUEUED
+    job = imports.run(job.id, chunk_rows=4, max_chunks=1)
+
+    assert job.lease not in (None, first_lease)
+    assert imports.run(job.id) is None  # running: nobody else claims it
+
+
+def test_a_stale_runs_heartbeat_stops_it(mailing_list: MailingList, monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setattr(imports, "HEARTBEAT_SECONDS", 0)
+    job = import_file(mailing_list, ROWS, chunk_rows=4, max_chunks=1)
+    lease = imports.Lease(job.id, job.lease)
+    before = job.heartbeat_at
+
+    lease.beat()
+    job.refresh_from_db()
+    assert job.heartbeat_at > before
+
+    make_stale(job)
+    assert imports.resume(job)
+    with pytest.raises(imports.LeaseLost):
+        lease.beat()
+    job.refresh_from_db()
+    assert job.status == ImportJob.Status.QUEUED  # the stale run changed nothing
+
+
+def test_a_run_beats_while_it_waits_for_a_slow_chunk(monkeypatch) -> None:  # noqa: ANN001
+    # Parsing the next chunk takes longer than the heartbeat interval: the run must
+    # tell it is alive meanwhile, not only when a chunk commits.
+    monkeypatch.setattr(imports, "HEARTBEAT_SECONDS", 0.05)
+    beats: list[float] = []
+
+    def slow_chunks():  # noqa: ANN202
+        time.sleep(0.5)
+        yield imports.Chunk(read=1)
+
+    chunks = list(imports._ahead(slow_chunks(), lambda: beats.append(time.monotonic())))
+
+    assert [chunk.read for chunk in chunks] == [1]
+    assert len(beats) >= 3
 
 
 def test_a_job_runs_once_even_if_its_task_arrives_twice(mailing_list: MailingList) -> None:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import time
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 import pytest
 from django.core import mail
 from django.urls import reverse
 from django.utils import timezone
 
-from lists import preferences, signup, subscriptions
+from lists import preferences, subscriptions
 from lists.models import Subscriber, Subscription, SuppressedAddress
 from mailpanel.lib import signing
 from tests.factories import CustomFieldFactory, MailingListFactory, SubscriberFactory
@@ -119,7 +120,7 @@ def test_pending_signups_expire_and_their_link_dies(client, pending, settings):
 
 
 def test_recent_pending_signups_do_not_expire(pending):
-    assert signup.expire_pending() == 0
+    assert subscriptions.expire_pending() == 0
     assert Subscription.objects.get().status == "pending"
 
 
@@ -595,7 +596,14 @@ def test_the_lists_texts_reach_every_self_service_page(client, confirmed, mailin
         "preferences_unsubscribe_all",
         "preferences_download",
         "preferences_delete_link",
+        "preferences_name_label",
+        "preferences_data_title",
     )
+    Subscription.objects.filter(id=confirmed.id).update(status="pending")
+    shown(client.get(prefs), "preferences_pending")
+    Subscription.objects.filter(id=confirmed.id).update(status="bounced")
+    shown(client.get(prefs), "preferences_bounced")
+    Subscription.objects.filter(id=confirmed.id).update(status="confirmed")
     shown(
         client.post(prefs, {"action": "save", "lists": [str(mailing_list.uuid)]}),
         "preferences_saved",
@@ -628,8 +636,177 @@ def test_a_pending_address_mailed_again_gets_the_full_expiry_from_the_new_mail(
         status_changed_at=timezone.now() - timedelta(days=8),
         confirmation_sent_at=timezone.now() - timedelta(days=1),
     )
-    assert signup.expire_pending() == 0
+    assert subscriptions.expire_pending() == 0
     assert Subscription.objects.get().status == "pending"
     Subscription.objects.update(confirmation_sent_at=timezone.now() - timedelta(days=8))
-    assert signup.expire_pending() == 1
+    assert subscriptions.expire_pending() == 1
     assert not Subscription.objects.exists()
+
+
+def test_the_preference_page_without_lists_uses_the_default_wording(client, owner):
+    subscriber = SubscriberFactory(account=owner, email="solo@example.org")
+    page = client.get(
+        reverse("public:preferences", args=[signing.preference_token(subscriber.id)])
+    ).content.decode()
+    assert "You are on no lists." in page and "Your data" in page
+
+
+def test_signup_errors_follow_the_texts_of_the_forms_first_list(form, mailing_list, fake_dns):
+    texts = {
+        "signup_error_email": "Keine gültige Adresse ({reason})",
+        "signup_error_domain": "Diese Domain empfängt keine Mails",
+        "signup_error_required": "Pflichtfeld",
+        "signup_error_consent": "Bitte zustimmen",
+        "signup_error_no_stamp": "Bitte das Formular benutzen",
+    }
+    type(mailing_list).objects.filter(id=mailing_list.id).update(texts=texts)
+    type(form).objects.filter(id=form.id).update(
+        consent_text="I agree",
+        field_config=[{"key": "name", "label": "Your name", "required": True}],
+    )
+    form.refresh_from_db()
+
+    errors = post_signup(form, json_api=True, email="not an address").json()["errors"]
+    assert errors["email"] == [
+        "Keine gültige Adresse (the address contains spaces or control characters)"
+    ]
+    assert errors["name"] == ["Pflichtfeld"] and errors["consent"] == ["Bitte zustimmen"]
+    errors = post_signup(
+        form, json_api=True, email="x@no-such-domain.example", name="X", consent="yes"
+    ).json()["errors"]
+    assert errors == {"email": ["Diese Domain empfängt keine Mails"]}
+    page = post_signup(form, mp_ts="").content.decode()
+    assert "Pflichtfeld" in page
+    assert post_signup(form, json_api=True, mp_ts="").json()["errors"] == {
+        "__all__": ["Bitte das Formular benutzen"]
+    }
+
+
+def test_the_list_texts_page_offers_the_new_texts_with_their_placeholders(
+    owner_client, mailing_list
+):
+    page = owner_client.get(reverse("lists:list-public", args=[mailing_list.uuid]))
+    html = page.content.decode()
+    for key in ("text_preferences_no_lists", "text_signup_error_email", "text_preferences_blocked"):
+        assert f'name="{key}"' in html
+    assert "{reason} is replaced by what is wrong with the address." in html
+
+
+# --- Preferences: the blocklist, and fields by type -------------------------------------------
+
+
+def test_the_preference_page_does_not_resubscribe_a_blocked_address(
+    client, owner, confirmed, mailing_list
+):
+    from tests.factories import BlocklistEntryFactory
+
+    path = reverse("public:preferences", args=[signing.preference_token(confirmed.subscriber_id)])
+    client.post(path, {"action": "save"})  # every list off
+    confirmed.refresh_from_db()
+    assert confirmed.status == "unsubscribed"
+    BlocklistEntryFactory(account=owner, kind="domain", value="example.org")
+
+    response = client.post(path, {"action": "save", "lists": [str(mailing_list.uuid)]})
+
+    page = response.content.decode()
+    assert "This address is blocked, so it cannot be subscribed to Garden News again" in page
+    assert "Your preferences are saved." in page
+    confirmed.refresh_from_db()
+    assert confirmed.status == "unsubscribed"
+    mailing_list.refresh_from_db()
+    assert mailing_list.confirmed_count == 0
+
+
+def test_a_blocked_address_may_still_leave_its_other_lists(client, owner, confirmed, mailing_list):
+    from tests.factories import BlocklistEntryFactory
+
+    other = MailingListFactory(owner=owner, name="Other")
+    second, _ = subscriptions.subscribe(
+        other, confirmed.subscriber, status="unsubscribed", source="panel"
+    )
+    BlocklistEntryFactory(account=None, value="kim@example.org")
+    path = reverse("public:preferences", args=[signing.preference_token(confirmed.subscriber_id)])
+
+    result = preferences.set_lists(confirmed.subscriber, {other.uuid})
+
+    assert result.changed == 1 and result.refused == [other]
+    confirmed.refresh_from_db()
+    second.refresh_from_db()
+    assert (confirmed.status, second.status) == ("unsubscribed", "unsubscribed")
+    assert client.get(path).status_code == 200
+
+
+def test_an_address_that_is_not_blocked_turns_a_list_back_on(client, confirmed, mailing_list):
+    path = reverse("public:preferences", args=[signing.preference_token(confirmed.subscriber_id)])
+    client.post(path, {"action": "save"})
+    response = client.post(path, {"action": "save", "lists": [str(mailing_list.uuid)]})
+    assert "blocked" not in response.content.decode()
+    confirmed.refresh_from_db()
+    assert confirmed.status == "confirmed"
+
+
+def test_the_preference_page_renders_typed_fields_with_their_inputs(client, owner, confirmed):
+    for key, kind in (("age", "number"), ("born", "date"), ("vip", "boolean"), ("city", "text")):
+        CustomFieldFactory(account=owner, key=key, label=key.title(), type=kind, in_forms=True)
+    subscriber = confirmed.subscriber
+    Subscriber.objects.filter(id=subscriber.id).update(
+        fields={"age": 2.5, "born": "1990-04-01", "vip": True}
+    )
+    path = reverse("public:preferences", args=[signing.preference_token(subscriber.id)])
+
+    page = client.get(path).content.decode()
+
+    assert 'type="number" id="f_age" name="f_age" value="2.5" step="any"' in page
+    assert 'type="date" id="f_born" name="f_born" value="1990-04-01"' in page
+    assert 'type="checkbox" id="f_vip" name="f_vip" value="yes" checked' in page
+    assert 'type="text" id="f_city" name="f_city" value=""' in page
+
+
+def test_unticking_a_yes_no_field_stores_no(client, owner, confirmed):
+    CustomFieldFactory(account=owner, key="vip", label="VIP", type="boolean", in_forms=True)
+    subscriber = confirmed.subscriber
+    Subscriber.objects.filter(id=subscriber.id).update(fields={"vip": True})
+    path = reverse("public:preferences", args=[signing.preference_token(subscriber.id)])
+
+    # What the browser sends for an unticked box: only the hidden "no" before it.
+    client.post(path, {"action": "save", "name": "Kim", "f_vip": "no"})
+    subscriber.refresh_from_db()
+    assert subscriber.fields == {"vip": False}
+    client.post(path, {"action": "save", "name": "Kim", "f_vip": ["no", "yes"]})
+    subscriber.refresh_from_db()
+    assert subscriber.fields == {"vip": True}
+
+
+# --- The welcome mail can be left with one click ----------------------------------------------
+
+
+def test_the_welcome_mail_has_a_signed_unsubscribe_link_and_headers(
+    client, pending, mailing_list, django_capture_on_commit_callbacks
+):
+    type(mailing_list).objects.filter(id=mailing_list.id).update(
+        welcome_enabled=True, texts={"welcome_unsubscribe_link": "Abmelden"}
+    )
+    subscription, path = pending
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(path)
+    welcome = mail.outbox[-1]
+    assert welcome.subject == "Welcome to Garden News"
+    page = welcome.body[welcome.body.index("/s/unsubscribe/") :].split()[0]
+    assert "Abmelden" in welcome.body and "Abmelden" in welcome.alternatives[0][0]
+    one_click = urlsplit(welcome.extra_headers["List-Unsubscribe"].strip("<>")).path
+    assert welcome.extra_headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert one_click.endswith("/one-click")
+    assert client.get(page).status_code == 200
+    response = client.post(one_click, {"List-Unsubscribe": "One-Click"})
+    assert response.status_code == 200
+    subscription.refresh_from_db()
+    assert subscription.status == "unsubscribed"
+
+
+def test_the_confirmation_mail_has_no_unsubscribe_link(
+    form, celery_eager, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        post_signup(form)
+    (message,) = mail.outbox
+    assert "/s/unsubscribe/" not in message.body and "List-Unsubscribe" not in message.extra_headers

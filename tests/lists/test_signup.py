@@ -198,6 +198,41 @@ def test_when_dns_is_down_the_address_is_accepted(form, fake_dns):
     assert subscribed()
 
 
+@pytest.mark.parametrize("configuration", ["", "# no nameserver here\n", None])
+def test_without_a_resolver_configuration_the_address_is_accepted(
+    form, fake_dns, resolv_conf, configuration
+):
+    # An empty resolv.conf, one without nameservers, or none at all: DNS is down, not the
+    # domain, so the signup goes through instead of answering 503.
+    if configuration is None:
+        resolv_conf.unlink()
+    else:
+        resolv_conf.write_text(configuration)
+    response = post_signup(form, json_api=True, email="x@no-such-domain.example")
+    assert response.status_code == 200 and response.json()["ok"] is True
+    assert subscribed("x@no-such-domain.example") and fake_dns.calls == 0
+
+
+def test_the_resolver_configuration_is_read_once_per_process(form, fake_dns, resolv_conf):
+    from lists import mxcheck
+
+    assert not mxcheck.domain_accepts_mail("no-such-domain.example")
+    # Gone after the first check: a resolver built per check would now fail and accept.
+    resolv_conf.unlink()
+    assert not mxcheck.domain_accepts_mail("no-such-domain.example")
+    assert mxcheck.resolver() is mxcheck.resolver()
+
+
+def test_a_resolver_configuration_that_appears_later_is_used(form, fake_dns, resolv_conf):
+    from lists import mxcheck
+
+    content = resolv_conf.read_text()
+    resolv_conf.unlink()
+    assert mxcheck.domain_accepts_mail("no-such-domain.example")
+    resolv_conf.write_text(content)
+    assert not mxcheck.domain_accepts_mail("no-such-domain.example")
+
+
 def test_an_invalid_address_is_shown_again_with_its_error(form):
     response = post_signup(form, email="not an address", name="Ann")
     assert response.status_code == 400

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.urls import reverse
 
-from lists.models import ListRole, SignupForm
+from lists.models import ListRole, SignupForm, Subscriber, Subscription
 from tests.factories import CustomFieldFactory, MailingListFactory, SignupFormFactory
 from tests.lists.test_signup_support import *  # noqa: F403
 
@@ -109,23 +111,101 @@ def test_list_texts_stranger_404_viewer_403_owner_saves(client, stranger, delega
     assert mailing_list.brand_color == "#112233"
 
 
-def test_the_preview_pages_embed_the_form(client, form):
-    for kind in ("html", "script"):
-        response = client.get(reverse("public:form-preview", args=[form.uuid, kind]))
-        assert (
-            response.status_code == 200
-            and "frame-ancestors *" in response["Content-Security-Policy"]
-        )
-    html = client.get(reverse("public:form-preview", args=[form.uuid, "html"])).content.decode()
-    assert f'action="http://testserver/s/f/{form.uuid}/"' in html
+def preview_frames(owner_client, form) -> list[str]:  # noqa: ANN001
+    """The src of every preview frame on the form's detail page."""
+    page = owner_client.get(reverse("lists:form-detail", args=[form.uuid])).content.decode()
+    return re.findall(r'<iframe title="Preview[^"]*" sandbox="[^"]*" src="([^"]+)"', page)
+
+
+def test_the_preview_pages_embed_the_form(owner_client, client, form):
+    html, script, hosted = preview_frames(owner_client, form)
+    client.logout()  # the frames are sandboxed: no session reaches them
+    for path in (html, script, hosted):
+        response = client.get(path)
+        assert response.status_code == 200
+        assert "frame-ancestors 'self'" in response["Content-Security-Policy"]
+        assert "Preview: nothing was saved" in response.content.decode()
+    page = client.get(html).content.decode()
+    assert re.search(r'action="http://testserver/s/p/[^/"]+/"', page)
     # The plain embed is pasted once: it carries no fill-time stamp (lists.signup.stamp_state).
-    assert 'name="mp_ts"' not in html
+    assert 'name="mp_ts"' not in page
+    assert 'data-mailpanel-form="http://testserver/s/p/' in client.get(script).content.decode()
 
 
-def test_a_disabled_forms_preview_is_not_served_publicly(client, form):
+def test_a_disabled_forms_public_pages_are_refused_but_its_owner_previews_it(
+    owner_client, client, form
+):
     SignupForm.objects.filter(id=form.id).update(enabled=False)
-    for kind in ("html", "script"):
-        assert client.get(reverse("public:form-preview", args=[form.uuid, kind])).status_code == 404
+    assert client.get(reverse("public:form", args=[form.uuid])).status_code == 404
+    assert client.get(reverse("public:form-config", args=[form.uuid])).status_code == 404
+    frames = preview_frames(owner_client, form)
+    assert len(frames) == 3
+    for path in frames:
+        response = client.get(path)
+        assert response.status_code == 200
+        assert "not available" not in response.content.decode()
+        assert (
+            form.title in response.content.decode() or "mailpanel-form" in response.content.decode()
+        )
+
+
+def test_a_post_to_the_preview_shows_the_success_text_and_saves_nothing(
+    owner_client, client, form, mailing_list, mailoutbox
+):
+    SignupForm.objects.filter(id=form.id).update(
+        enabled=False, redirect_url="https://owner.example/thanks"
+    )
+    _html, _script, hosted = preview_frames(owner_client, form)
+    token = hosted.split("/")[3]
+
+    page = client.post(hosted, {"email": "tried@example.org"})
+    answer = client.post(
+        reverse("public:preview-submit", args=[token]), {"email": "json@example.org"}
+    )
+
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert form.check_inbox_text in text and "Preview: nothing was saved" in text
+    assert "visitors go on to https://owner.example/thanks" in text
+    assert answer.json() == {
+        "ok": True,
+        "message": form.check_inbox_text,
+        "redirect": None,
+        "preview": "Preview: nothing was saved and no mail was sent.",
+    }
+    assert answer["Access-Control-Allow-Origin"] == "*"
+    assert not Subscriber.objects.exists() and not Subscription.objects.exists()
+    assert mailoutbox == []
+
+
+def test_the_preview_shows_field_errors_like_the_real_form(owner_client, client, form):
+    _html, _script, hosted = preview_frames(owner_client, form)
+    token = hosted.split("/")[3]
+    page = client.post(hosted, {"email": "not an address"})
+    assert page.status_code == 400 and "Enter a valid e-mail address" in page.content.decode()
+    config = client.get(reverse("public:preview-config", args=[token])).json()
+    assert config["submit_url"].endswith(f"/s/p/{token}/submit") and config["preview"]
+    answer = client.post(config["submit_url"], {"email": ""})
+    assert answer.status_code == 400 and "email" in answer.json()["errors"]
+
+
+def test_a_tampered_or_foreign_preview_token_is_refused(owner_client, client, form, stranger):
+    _html, _script, hosted = preview_frames(owner_client, form)
+    token = hosted.split("/")[3]
+    for bad in (token[:-2] + "xx", "garbage"):
+        assert client.get(reverse("public:preview-page", args=[bad])).status_code == 404
+        assert client.post(reverse("public:preview-submit", args=[bad])).status_code == 404
+    # A stranger's detail page is a 404, so a stranger never gets a token for the form.
+    client.force_login(stranger)
+    assert client.get(reverse("lists:form-detail", args=[form.uuid])).status_code == 404
+
+
+def test_a_preview_token_expires(owner_client, client, form, monkeypatch):
+    from lists import previews
+
+    _html, _script, hosted = preview_frames(owner_client, form)
+    monkeypatch.setattr(previews, "MAX_AGE_SECONDS", -1)
+    assert client.get(hosted).status_code == 404
 
 
 def test_the_iframe_snippet_escapes_the_title(owner_client, form):

@@ -25,6 +25,7 @@ __all__ = [
     "form",
     "mailing_list",
     "post_signup",
+    "resolv_conf",
     "signup_data",
 ]
 
@@ -48,8 +49,21 @@ class FakeDNS:
         return [type("MX", (), {"exchange": f"mx.{name}."})()]
 
 
+@pytest.fixture
+def resolv_conf(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    """The resolver configuration dnspython reads: a file of the test's own, written by the
+    test, and a process resolver built afresh from it."""
+    from lists import mxcheck
+
+    path = tmp_path_factory.mktemp("dns") / "resolv.conf"
+    path.write_text("nameserver 192.0.2.53\n")
+    monkeypatch.setattr(mxcheck, "RESOLV_CONF", str(path))
+    monkeypatch.setattr(mxcheck, "_resolver", None)
+    return path
+
+
 @pytest.fixture(autouse=True)
-def fake_dns(monkeypatch: pytest.MonkeyPatch) -> FakeDNS:
+def fake_dns(monkeypatch: pytest.MonkeyPatch, resolv_conf) -> FakeDNS:  # noqa: ANN001
     fake = FakeDNS(no_domain={"no-such-domain.example"})
     monkeypatch.setattr(
         dns.resolver.Resolver,

@@ -13,12 +13,14 @@ from lists.models import (
     ImportJob,
     MailingList,
     Segment,
+    SignupForm,
 )
 from tests.factories import (
     BlocklistEntryFactory,
     CustomFieldFactory,
     MailingListFactory,
     SegmentFactory,
+    SignupFormFactory,
 )
 
 pytestmark = pytest.mark.django_db
@@ -40,13 +42,14 @@ def things(owner):  # noqa: ANN001, ANN201
         "export": ExportJob.objects.create(
             account=owner, mailing_list=mailing_list, filename="a.csv"
         ),
+        "form": SignupFormFactory(account=owner, lists=[mailing_list]),
     }
 
 
 def seen_by(user) -> set[str]:  # noqa: ANN001
     models = {
         "list": MailingList, "field": CustomField, "segment": Segment, "entry": BlocklistEntry,
-        "import": ImportJob, "bulk": BulkJob, "export": ExportJob,
+        "import": ImportJob, "bulk": BulkJob, "export": ExportJob, "form": SignupForm,
     }  # fmt: skip
     found = set()
     for name, model in models.items():
@@ -73,3 +76,10 @@ def test_a_stranger_sees_only_global_blocklist_entries(stranger, things) -> None
 def test_only_the_account_edits_its_blocklist(owner, stranger, things) -> None:  # noqa: ANN001
     assert list(BlocklistEntry.objects.editable_by(owner)) == [things["entry"]]
     assert not BlocklistEntry.objects.editable_by(stranger).exists()
+
+
+def test_only_the_account_edits_its_signup_forms(owner, delegate, stranger, things) -> None:  # noqa: ANN001
+    grant(things["list"], delegate, "manager", granted_by=owner)
+    assert list(SignupForm.objects.editable_by(owner)) == [things["form"]]
+    assert not SignupForm.objects.editable_by(delegate).exists()
+    assert not SignupForm.objects.editable_by(stranger).exists()

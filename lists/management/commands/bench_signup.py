@@ -3,16 +3,26 @@
 ``python manage.py bench_signup --seconds 20`` creates a throwaway account, list and
 form, starts gunicorn on a free loopback port against the configured database, runs
 the load generator in a separate process (threads with keep-alive http.client
-connections, one unique address per request), then checks that every accepted
-signup is in the database and has its confirmation queued. The DNS check is off
-and the rate limits are raised for the server only (environment of the server).
-The last line printed is one JSON object; besides requests per second and latency it
-holds the CPU the server (gunicorn's master and workers) and the load generator spent
-per request, which stays meaningful on a busy machine where the rates do not.
+connections, one unique address per request), then checks that nothing was lost.
+It measures PostgreSQL and Redis, so it refuses to run without DATABASE_URL (postgres)
+and a Redis broker (REDIS_URL).
+
+"Nothing lost" is counted exactly: the server routes the confirmation task to a queue
+of the benchmark's own, which no worker consumes and nothing else writes to (a running
+worker or beat would skew a count of the shared "default" queue). Afterwards the command
+reads the task messages in that queue, and ``lost`` is the accepted signups missing from
+the database plus the accepted signups whose confirmation task is not in the queue. The
+queue is deleted at the end.
+
+The DNS check is off and the rate limits are raised for the server only (environment of
+the server). The last line printed is one JSON object; besides requests per second and
+latency it holds the CPU the server (gunicorn's master and workers) and the load generator
+spent per request, which stays meaningful on a busy machine where the rates do not.
 """
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import os
@@ -25,9 +35,60 @@ import time
 import urllib.parse
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 ROOT = Path(__file__).resolve().parents[3]
+CONFIRMATION_TASK = "lists.tasks.send_confirmation"
+# The server's environment names the queue its confirmation tasks go to.
+QUEUE_VARIABLE = "BENCH_SIGNUP_QUEUE"
+
+
+def benchmark_application():  # noqa: ANN201
+    """The WSGI application of the benchmark's gunicorn, with the confirmation task routed
+    to the queue named in BENCH_SIGNUP_QUEUE (gunicorn calls this factory once per worker,
+    before any request)."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mailpanel.settings")
+    from django.conf import settings
+    from django.core.wsgi import get_wsgi_application
+
+    application = get_wsgi_application()
+    from mailpanel.celery import app
+
+    queue = os.environ[QUEUE_VARIABLE]
+    app.conf.task_routes = {CONFIRMATION_TASK: {"queue": queue}, **settings.CELERY_TASK_ROUTES}
+    return application
+
+
+def queued_confirmations(broker: str, queue: str) -> set[int]:
+    """The subscription ids of the confirmation tasks waiting in a Redis queue.
+
+    Reads kombu's Redis messages: JSON envelopes whose body (base64) is Celery's
+    protocol 2 ``[args, kwargs, embed]``; send_confirmation's first argument is the ids.
+    """
+    import redis
+
+    ids: set[int] = set()
+    for raw in redis.Redis.from_url(broker).lrange(queue, 0, -1):
+        envelope = json.loads(raw)
+        if envelope.get("headers", {}).get("task") != CONFIRMATION_TASK:
+            continue
+        body = envelope["body"]
+        if envelope.get("properties", {}).get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        args, _kwargs, _embed = json.loads(body)
+        ids.update(int(i) for i in args[0])
+    return ids
+
+
+def drop_queue(broker: str, queue: str) -> None:
+    """Deletes the benchmark's queue with its messages and kombu's bindings of it."""
+    from kombu import Connection, Exchange, Queue
+
+    with Connection(broker) as connection:
+        # Declared here first: kombu deletes only the bindings its channel knows of.
+        bound = Queue(queue, Exchange(queue), routing_key=queue)(connection.default_channel)
+        bound.declare()
+        bound.delete()
 
 
 def free_port() -> int:
@@ -136,28 +197,40 @@ class Command(BaseCommand):
         parser.add_argument("--clients", type=int, default=12, help="load generator threads")
         parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
         parser.add_argument("--threads", type=int, default=4, help="threads per worker")
-        parser.add_argument(
-            "--broker-url", default="", help="Celery broker of the server (default: configured)"
-        )
         parser.add_argument("--keep", action="store_true", help="keep the benchmark's data")
 
-    def handle(self, *args: object, **options: object) -> None:
+    def check_services(self) -> str:
+        """The Redis broker's URL; raises CommandError unless on PostgreSQL and Redis."""
         from django.conf import settings
         from django.db import connection
 
+        broker = str(settings.CELERY_BROKER_URL)
+        if connection.vendor != "postgresql" or not settings.REDIS_URL:
+            raise CommandError(
+                "bench_signup measures the signup endpoint on PostgreSQL and Redis: set "
+                "DATABASE_URL (postgres://...) and REDIS_URL (redis://...) and run it again."
+            )
+        if not broker.startswith(("redis://", "rediss://")):
+            raise CommandError(
+                f"bench_signup counts the queued confirmations in Redis, but the Celery "
+                f"broker is {broker.split('://')[0]}://: leave CELERY_BROKER_URL unset "
+                f"(REDIS_URL is then the broker) or point it at Redis."
+            )
+        return broker
+
+    def handle(self, *args: object, **options: object) -> None:
         from lists.models import MailingList, SignupForm
         from mailpanel.lib import signing
         from mailpanel.models import User
 
-        broker = str(options["broker_url"] or settings.CELERY_BROKER_URL)
+        broker = self.check_services()
         tag = f"bench-signup-{os.getpid()}-{int(time.time())}"
         user = User.objects.create(username=tag, email=f"{tag}@bench.example")
         mailing_list = MailingList.objects.create(owner=user, name=tag, double_opt_in=True)
         form = SignupForm.objects.create(account=user, name=tag)
         form.lists.set([mailing_list])
         port = free_port()
-        queued_before = self.queued(broker)
-        server = self.start_server(port, broker, options)
+        server = self.start_server(port, broker, tag, options)
         try:
             self.wait_ready(port, server)
             self.warm_up(port, f"/s/f/{form.uuid}/embed.json", options)
@@ -173,25 +246,18 @@ class Command(BaseCommand):
                 server.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 server.kill()
-        accepted = load.pop("accepted_addresses")
-        found = set(
-            mailing_list.subscriptions.filter(
-                status="pending", confirmation_sent_at__isnull=False
-            ).values_list("subscriber__email", flat=True)
-        )
-        missing = sum(1 for a in accepted if a not in found)
-        queued_after = self.queued(broker)
-        queued = None if queued_before is None else queued_after - queued_before
-        lost = missing if queued is None else max(missing, len(accepted) - queued)
-        if not options["keep"]:
-            user.delete()
+        try:
+            accepted = load.pop("accepted_addresses")
+            counts = self.count_lost(mailing_list, accepted, broker, tag)
+        finally:
+            drop_queue(broker, tag)
+            if not options["keep"]:
+                user.delete()
         result = {
             **load,
             "accepted": len(accepted),
-            "in_database": len(accepted) - missing,
-            "confirmations_queued": queued,
-            "lost": lost,
-            "database": connection.vendor,
+            **counts,
+            "database": "postgresql",
             "broker": broker.split("://")[0],
             "gunicorn_workers": options["workers"],
             "threads_per_worker": options["threads"],
@@ -199,7 +265,29 @@ class Command(BaseCommand):
         }
         self.stdout.write(json.dumps(result))
 
-    def start_server(self, port: int, broker: str, options: dict) -> subprocess.Popen:
+    def count_lost(
+        self, mailing_list: object, accepted: list[str], broker: str, queue: str
+    ) -> dict[str, int]:
+        """in_database, confirmations_queued, not_in_database, not_queued and lost."""
+        from lists.models import Subscription
+
+        by_address = dict(
+            Subscription.objects.filter(mailing_list=mailing_list).values_list(
+                "subscriber__email", "id"
+            )
+        )
+        queued = queued_confirmations(broker, queue)
+        missing = [a for a in accepted if a not in by_address]
+        unqueued = [a for a in accepted if a in by_address and by_address[a] not in queued]
+        return {
+            "in_database": len(accepted) - len(missing),
+            "confirmations_queued": len(queued),
+            "not_in_database": len(missing),
+            "not_queued": len(unqueued),
+            "lost": len(missing) + len(unqueued),
+        }
+
+    def start_server(self, port: int, broker: str, queue: str, options: dict) -> subprocess.Popen:
         from django.conf import settings
 
         env = {
@@ -208,6 +296,7 @@ class Command(BaseCommand):
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
             "SECURE_SSL_REDIRECT": "false",
             "CELERY_BROKER_URL": broker,
+            QUEUE_VARIABLE: queue,
             # The benchmark only: no network DNS, and limits above the load.
             "SIGNUP_DNS_CHECK": "false",
             "SIGNUP_MIN_FILL_SECONDS": "0",
@@ -220,7 +309,7 @@ class Command(BaseCommand):
             sys.executable,
             "-m",
             "gunicorn",
-            "mailpanel.wsgi:application",
+            "lists.management.commands.bench_signup:benchmark_application()",
             "--bind",
             f"127.0.0.1:{port}",
             "--workers",
@@ -286,14 +375,6 @@ class Command(BaseCommand):
                 check=True,
             )
             return json.load(open(out.name))  # noqa: SIM115
-
-    def queued(self, broker: str) -> int | None:
-        """Messages waiting in the "default" queue (where lists tasks go), if countable."""
-        if broker.startswith(("redis://", "rediss://")):
-            import redis
-
-            return int(redis.Redis.from_url(broker).llen("default"))
-        return None
 
 
 if __name__ == "__main__":
