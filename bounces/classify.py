@@ -37,6 +37,10 @@ AT_RCPT_RE = re.compile(
 # A recipient refused only after DATA was accepted at RCPT TO: it exists, a filter refused the
 # message (Japanese carriers, Postfix/Courier filters, m-FILTER's "SMTP command: DATA").
 AFTER_DATA_RE = re.compile(r"end of data|after data|>>> data\b|smtp command:? ?-* ?data\b", re.I)
+# A refusal in reply to MAIL FROM, before any recipient was named (Sendmail and Courier
+# transcripts ">>> MAIL From:<...>", Postfix "in reply to MAIL FROM command", Exim "after MAIL
+# FROM"): it can only be about the sender or the connecting host (RFC 5321 section 3.3).
+AT_MAIL_RE = re.compile(r"mail from:? ?<|mail from command|after mail from", re.I)
 # With PIPELINING a client writes DATA before it reads the replies to RCPT TO, so a transcript's
 # ">>> DATA" may be followed by a RCPT refusal; the server's "503" answer to DATA ("need RCPT",
 # "no valid recipients") shows that the refusal before it answered RCPT TO.
@@ -83,6 +87,9 @@ def classify(result: RecipientResult) -> str:
             return rules.SENDER_SIDE
         return rules.NOT_A_FAILURE
     if result.status in SENDER_STATUS and not _names_dead_recipient_domain(result.diagnostic):
+        return rules.SENDER_SIDE
+    if by_text in (None, rules.HARD) and smtp_phase(result.diagnostic) == "mail":
+        # Refused before any recipient was named: "unknown" here is our own sender address.
         return rules.SENDER_SIDE
     if result.status.startswith("4.4.") and by_text != rules.SENDER_SIDE:
         # Network and routing trouble, still temporary (RFC 3463 X.4.x with class 4).
@@ -131,11 +138,14 @@ def _names_dead_recipient_domain(text: str) -> bool:
 
 
 def smtp_phase(text: str) -> str:
-    """ "rcpt" or "data" when the text says which command a refusal answered, else ""."""
-    # DATA first: a transcript shows RCPT TO accepted before the DATA that was refused.
+    """ "mail", "rcpt" or "data" when the text says which command a refusal answered, else ""."""
+    # The last command first: a transcript shows MAIL FROM and RCPT TO accepted before the
+    # DATA that was refused.
     if AFTER_DATA_RE.search(text or ""):
         return "rcpt" if PIPELINED_RCPT_RE.search(text) else "data"
-    return "rcpt" if AT_RCPT_RE.search(text or "") else ""
+    if AT_RCPT_RE.search(text or ""):
+        return "rcpt"
+    return "mail" if AT_MAIL_RE.search(text or "") else ""
 
 
 def classify_text(text: str) -> str | None:

@@ -23,7 +23,14 @@ from django.utils import timezone
 
 from bounces import attribution, parse, suppression
 from bounces.classify import classify
-from bounces.models import BounceClass, BounceEvent, QuarantinedMessage, ReturnedMessage, Source
+from bounces.models import (
+    BounceClass,
+    BounceEvent,
+    ProviderEventReceipt,
+    QuarantinedMessage,
+    ReturnedMessage,
+    Source,
+)
 from bounces.parse import STATUS_RE, RecipientResult
 from campaigns.models import Campaign
 from lists import addresses
@@ -331,14 +338,80 @@ def record_provider_event(
     return event
 
 
+def record_provider_delivery(
+    *,
+    provider: str,
+    event_id: str,
+    recipient: str,
+    message_id: str = "",
+    occurred_at: datetime | None = None,
+) -> stats_events.Event | None:
+    """Counts one ESP delivery report in the statistics log, as a "delivered" event.
+
+    Attributed as a bounce is (our Message-ID, else the address). Returns the logged event;
+    None for a replay of (provider, event_id), whose receipt is written with the log row, and
+    for mail nothing here was sent to (another sender on the same ESP account). Raises what
+    the log raises: the caller quarantines the event, and nothing of it is counted.
+    """
+    event_id, recipient, message_id = storable(event_id), storable(recipient), storable(message_id)
+    if message_id and not message_id.startswith("<"):
+        message_id = f"<{message_id}>"
+    receipts = ProviderEventReceipt.objects.filter(provider=provider, provider_event_id=event_id)
+    if event_id and receipts.exists():
+        return None
+    found = attribution.attribute(recipient, message_id=message_id)
+    if found.account_id is None:
+        return None
+    row = _stats_event(
+        stats_events.Kind.DELIVERED,
+        found,
+        occurred_at=occurred_at or timezone.now(),
+        recipient_domain=_domain(recipient),
+        details={"provider": provider},
+    )
+    with transaction.atomic():
+        if event_id:
+            try:
+                with transaction.atomic():
+                    ProviderEventReceipt.objects.create(
+                        provider=provider[:32], provider_event_id=event_id[:255]
+                    )
+            except IntegrityError:  # the same event arrived twice at once
+                return None
+        stats_events.record_many([row])
+    return row
+
+
+def _stats_event(
+    kind: str,
+    found: attribution.Attribution,
+    *,
+    occurred_at: datetime,
+    recipient_domain: str,
+    details: dict,
+) -> stats_events.Event:
+    return stats_events.Event(
+        kind=kind,
+        occurred_at=occurred_at,
+        account_id=found.account_id,
+        campaign_id=found.campaign_id,
+        subscriber_id=found.subscriber.id if found.subscriber else None,
+        delivery_id=found.delivery.id if found.delivery else None,
+        relay_id=found.relay_id,
+        recipient_domain=recipient_domain,
+        details=details,
+    )
+
+
 def record_smtp_failures(deliveries: Iterable[Delivery]) -> list[BounceEvent]:
-    """Stores a BounceEvent for each delivery our relay refused with 5xx, then applies rules.
+    """Stores a BounceEvent for each failed delivery our relay refused with 5xx, or
+    deferred with 4xx until the retry deadline passed, then applies rules.
 
     The reply text decides the class, as for a returned message: a 5.7.x policy refusal is
     the sender's problem, not a dead address. Expects ``subscriber`` loaded; a couple of
     queries store the whole chunk, then each event's rules run.
     """
-    refused = [d for d in deliveries if d.smtp_code and 500 <= d.smtp_code < 600]
+    refused = [d for d in deliveries if d.smtp_code and 400 <= d.smtp_code < 600]
     if not refused:
         return []
     accounts = dict(
@@ -349,8 +422,6 @@ def record_smtp_failures(deliveries: Iterable[Delivery]) -> list[BounceEvent]:
     now = timezone.now()
     events = []
     for delivery in refused:
-        if not delivery.smtp_code or not 500 <= delivery.smtp_code < 600:
-            continue
         response = delivery.smtp_response or ""
         status = STATUS_RE.search(response)
         result = RecipientResult(
@@ -381,7 +452,7 @@ def record_smtp_failures(deliveries: Iterable[Delivery]) -> list[BounceEvent]:
 def record_smtp_failure(
     delivery: Delivery, reply_code: int, response_text: str
 ) -> BounceEvent | None:
-    """One refused delivery (see record_smtp_failures); None when the reply is not 5xx."""
+    """One refused delivery (see record_smtp_failures); None when the reply is not 4xx/5xx."""
     delivery.smtp_code, delivery.smtp_response = reply_code, response_text
     events = record_smtp_failures([delivery])
     return events[0] if events else None

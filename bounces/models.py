@@ -212,6 +212,26 @@ class QuarantinedMessage(models.Model):
         return bytes(self.raw).decode("utf-8", errors="replace")
 
 
+class ProviderEventReceipt(models.Model):
+    """An ESP event counted somewhere that keeps no provider ids: a delivery report, which
+    goes to the statistics log. Written in the same transaction as the log row, so a replayed
+    post counts it once."""
+
+    provider = models.CharField(max_length=32)
+    provider_event_id = models.CharField(max_length=255)
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider", "provider_event_id"], name="providereventreceipt_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider} {self.provider_event_id}"
+
+
 class BounceMailbox(models.Model):
     """A mailbox that receives bounces and is polled over IMAP or POP3."""
 

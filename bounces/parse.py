@@ -39,7 +39,7 @@ from flufl.bounce._detectors import (  # the public scan_message() re-raises: ru
     yale,
 )
 
-from bounces.rules import match_text
+from bounces.rules import MAILBOX_STATE_RE, match_text
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +70,8 @@ DETECTORS = [
 # Beyond this a "message" is not a bounce we can afford to walk; the head is enough.
 MAX_BYTES = 2_000_000
 MAX_DIAGNOSTIC = 1000
+# A notice's statement about the mailbox is a sentence, not a paragraph of advice.
+LEAD_STATEMENT_CHARS = 200
 
 # The lookbehind starts a match only where a run of local-part characters starts: without
 # it, a long run with no "@" is rescanned from every position in it (quadratic time).
@@ -449,6 +451,7 @@ def _parse_dsn(msg: email.message.Message, parsed: ParsedBounce) -> None:
     human = _human_text(msg)
     for part in _delivery_status_parts(msg):
         groups = _status_groups(part)
+        lead = _lead_statement(human, groups)
         for group in groups:
             recipient = _clean_address((group.get("final-recipient") or [""])[0]) or _clean_address(
                 (group.get("original-recipient") or [""])[0]
@@ -466,14 +469,37 @@ def _parse_dsn(msg: email.message.Message, parsed: ParsedBounce) -> None:
                 diagnostic=diagnostic.strip(),
             )
             # Servers often put the useful wording only in the human-readable part.
-            context = _context_for(human, recipient)
-            if context and context not in result.diagnostic:
-                result.diagnostic = (result.diagnostic + " " + context).strip()
+            for context in (_context_for(human, recipient), lead):
+                if context and context not in result.diagnostic:
+                    result.diagnostic = (result.diagnostic + " " + context).strip()
             _fill_codes(result, result.diagnostic)
             parsed.results.append(result)
     if parsed.results:
         parsed.kind = "dsn"
     _dedupe(parsed)
+
+
+def _lead_statement(human: str, groups: list[dict[str, list[str]]]) -> str:
+    """What the notice says about the mailbox once, above its list of recipients.
+
+    Some servers state the mailbox's condition in a sentence of its own and list the addresses
+    under it with a bare reply (au: "The user(s) account is disabled." over "<x>: 550 user
+    unknown"); that sentence belongs to every recipient below it. Only short statements of a
+    mailbox's state count: a notice's longer prose or headline ("Address not found") is the same
+    for every failure it reports.
+    """
+    lowered = human.lower()
+    recipients = [_clean_address((group.get("final-recipient") or [""])[0]) for group in groups]
+    positions = [lowered.find(r) for r in recipients if r and r in lowered]
+    if not positions:
+        return ""
+    paragraphs = re.split(r"\n\s*\n", human[: min(positions)])
+    stated = [
+        " ".join(p.split())
+        for p in paragraphs
+        if len(p.strip()) <= LEAD_STATEMENT_CHARS and MAILBOX_STATE_RE.search(p)
+    ]
+    return " ".join(stated)
 
 
 def _status_groups(part: email.message.Message) -> list[dict[str, list[str]]]:
@@ -639,10 +665,16 @@ FAILED_LINE_RE = re.compile(
 # x@y because ...", Outlook "Your message to x@y couldn't be delivered", DragonFly and others
 # "There was an error delivering your mail to <x@y>".
 FAILED_SENTENCE_RE = re.compile(
-    r"(?:(?:wasn't|was not|couldn't be|could not be) delivered to|your message to|"
+    r"(?:(?:wasn't|was not|couldn't be|could not be) delivered to:?|your message to|"
     r"error delivering your (?:mail|message) to|"
     r"delivery to the following recipient failed[^\n]*\n\s*)\s*<?"
     r"([^\s<>@]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,})",
+    re.I,
+)
+# The part of those that says delivery failed, whoever wrote the notice: au one net's "Could not
+# be delivered to: <x>" comes from a no-reply address under a subject in Japanese.
+NOT_DELIVERED_RE = re.compile(
+    r"(?:wasn't|was not|couldn't be|could not be) delivered to:?\s*<?[^\s<>@]+@[A-Za-z0-9.-]+\.",
     re.I,
 )
 
@@ -741,7 +773,9 @@ def _looks_like_bounce(msg: email.message.Message, human: str) -> bool:
     null_sender = str(msg.get("Return-Path") or "").strip() in ("<>", "")
     if null_sender and BOUNCE_SUBJECT_RE.search(str(msg.get("Subject") or "")):
         return True
-    return bool(STATUS_RE.search(human) and BOUNCE_SUBJECT_RE.search(str(msg.get("Subject") or "")))
+    if STATUS_RE.search(human) and BOUNCE_SUBJECT_RE.search(str(msg.get("Subject") or "")):
+        return True
+    return bool(NOT_DELIVERED_RE.search(human))
 
 
 def _says_delayed(text: str) -> bool:
@@ -757,6 +791,10 @@ def _says_delayed(text: str) -> bool:
 
 QUOTED_HEADER_RE = re.compile(r"\s*(Received|Return-Path|Message-ID|DKIM-Signature):", re.I)
 NEXT_ADDRESS_RE = re.compile(r"\s*<?[^\s<>@:]+@[^\s<>:]+>?:")
+# A header field of the original message quoted in the notice text, and the start of a Sendmail
+# session transcript; both matched against a line with its indentation stripped.
+ORIGINAL_FIELD_RE = re.compile(r"(To|Cc|Bcc|From|Subject|Date|Sent):", re.I)
+TRANSCRIPT_START_RE = re.compile(r"while talking to \S+:", re.I)
 
 
 def _context_for(human: str, address: str, to_reply: bool = False) -> str:
@@ -769,24 +807,47 @@ def _context_for(human: str, address: str, to_reply: bool = False) -> str:
     if not human or not address:
         return ""
     lines = human.split("\n")
-    lowered = [line.lower() for line in lines]
-    for index, line in enumerate(lowered):
-        if address in line:
-            block = [lines[index]]
-            for follow in lines[index + 1 : index + 16]:
-                if not follow.strip():
-                    if len(block) > 1 and not (to_reply and _lacks_code(block)):
-                        break
-                    continue
-                if _starts_next_block(follow, address):
-                    break  # the next recipient's block, or the quoted original headers
-                block.append(follow)
-            text = " ".join(part.strip() for part in block)
-            # A line that only names the address says nothing: take the whole text instead.
-            if len(text) <= len(address) + 6:
-                return ""
-            return text
-    return ""
+    mentions = [i for i, line in enumerate(lines) if address in line.lower()]
+    if not mentions:
+        return ""
+    # Notices often quote the original "To:" line above the failure itself (Messaging Server's
+    # "This report relates to a message you sent with the following header fields"): that
+    # quote says nothing about the failure, a later line naming the address does.
+    explained = [i for i in mentions if not ORIGINAL_FIELD_RE.match(lines[i].lstrip())]
+    index = (explained or mentions)[0]
+    # The summary line first: its code is the one the reply-code search should find.
+    block = [lines[index], *_transcript_above(lines, index)]
+    for follow in lines[index + 1 : index + 16]:
+        if not follow.strip():
+            if len(block) > 1 and not (to_reply and _lacks_code(block)):
+                break
+            continue
+        if _starts_next_block(follow, address):
+            break  # the next recipient's block, or the quoted original headers
+        block.append(follow)
+    text = " ".join(part.strip() for part in block)
+    # A line that only names the address says nothing: take the whole text instead.
+    if len(text) <= len(address) + 6:
+        return ""
+    return text
+
+
+def _transcript_above(lines: list[str], index: int) -> list[str]:
+    """The "While talking to <host>:" dialogue that a Sendmail summary line concludes.
+
+    Sendmail writes the session first (">>> MAIL From:<...>", "<<< 501 ...") and the
+    recipient's coded line ("554 <user@host>... Remote protocol error") after it, so the
+    command that was refused and the server's words are above the address, not beside it.
+    """
+    if not CODED_RECIPIENT_RE.match(lines[index]):
+        return []
+    for above in range(index - 1, max(index - 12, -1), -1):
+        line = lines[above]
+        if not line.strip() or CODED_RECIPIENT_RE.match(line):
+            return []  # another recipient's entry, or no dialogue at all
+        if TRANSCRIPT_START_RE.match(line.lstrip()):
+            return lines[above:index]
+    return []
 
 
 def _starts_next_block(line: str, address: str) -> bool:

@@ -4,37 +4,39 @@ from __future__ import annotations
 
 from django.utils import timezone
 
-from bounces import intake
+from bounces import intake, webhooks
 from bounces.models import QuarantinedMessage, Source
 
 Status = QuarantinedMessage.Status
 
 
-def reprocess(message: QuarantinedMessage, *, actor: object) -> int:
-    """Runs a waiting message through the intake again; returns how many events it made.
+def reprocess(message: QuarantinedMessage, *, actor: object) -> bool:
+    """Runs a waiting message through its intake again; returns whether it is now handled.
 
-    Success marks it reprocessed; a second failure keeps it waiting with the new reason.
-    Provider payloads are not messages: their webhook has to be replayed by the provider.
+    A returned message goes through the mail intake; a provider payload through the webhook
+    receiver's conversion and recording (webhooks.replay()), where provider event ids keep
+    what was already recorded from counting twice. Success marks it reprocessed; a failure
+    keeps it waiting with the reason of this attempt, replacing the last one's.
     """
     if message.status != Status.WAITING:
-        return 0
+        return False
     if message.source == Source.WEBHOOK:
-        message.reason = f"{message.reason} (a webhook payload cannot be reprocessed as mail)"[
-            :2000
-        ]
-        message.save(update_fields=["reason"])
-        return 0
-    events, reason = intake.try_record(
-        bytes(message.raw),
-        source=message.source,
-        envelope_recipient=message.envelope_recipient or None,
-    )
-    if events:
+        handled, reason = webhooks.replay(
+            message.provider, bytes(message.raw), message.provider_event_id
+        )
+    else:
+        events, reason = intake.try_record(
+            bytes(message.raw),
+            source=message.source,
+            envelope_recipient=message.envelope_recipient or None,
+        )
+        handled = bool(events)
+    if handled:
         _handle(message, Status.REPROCESSED, actor)
     else:
-        message.reason = f"reprocessed, still: {reason}"[:2000]
+        message.reason = intake.storable(f"reprocessed, still: {reason}")[:2000]
         message.save(update_fields=["reason"])
-    return len(events)
+    return handled
 
 
 def discard(message: QuarantinedMessage, *, actor: object) -> bool:

@@ -64,20 +64,29 @@ DEAD_DOMAIN_WORDING = (
 )
 DEAD_DOMAIN_RE = re.compile(DEAD_DOMAIN_WORDING, re.I)
 
+# The mailbox exists but is full, or is disabled for now: what the recipient's own mail system
+# says about a mailbox it holds. parse.py also looks for these in a notice's lead text.
+MAILBOX_FULL_WORDING = (
+    r"mailbox (is )?full|mailbox.{0,20}(over|exceeded).{0,10}quota|over ?quota|quota "
+    r"(exceeded|full)|exceeded (the|his|her|its)? ?(storage|mailbox)|insufficient "
+    r"(disk )?(space|storage)|mail ?box.{0,30}(is )?full|too many messages in (the )?"
+    r"mailbox|user is over|storage (quota|limit)|full mailbox|mailfolder is full|"
+    r"disk quota|exceeds? (the )?(size|storage) limit|out of storage|"
+    # Japanese carriers: "the destination mailbox is full".
+    r"メールボックスが(一杯|いっぱい)|容量(超過|オーバー)"
+)
+MAILBOX_DISABLED_WORDING = (
+    r"(account|mailbox|address|recipient|user)\b.{0,40}\b(is |has been |was )?(disabled|"
+    r"suspended|locked|discontinued|frozen)|disabled (recipient|user|account|mailbox)|"
+    r"temporar\w* (locked|disabled|suspended)"
+)
+MAILBOX_STATE_RE = re.compile(f"{MAILBOX_FULL_WORDING}|{MAILBOX_DISABLED_WORDING}", re.I)
+
 
 TEXT_RULES = _table(
     [
         # -- The mailbox exists but is full: transient by RFC 3463 (X.2.2), whatever the 5xx.
-        (
-            r"mailbox (is )?full|mailbox.{0,20}(over|exceeded).{0,10}quota|over ?quota|quota "
-            r"(exceeded|full)|exceeded (the|his|her|its)? ?(storage|mailbox)|insufficient "
-            r"(disk )?(space|storage)|mail ?box.{0,30}(is )?full|too many messages in (the )?"
-            r"mailbox|user is over|storage (quota|limit)|full mailbox|mailfolder is full|"
-            r"disk quota|exceeds? (the )?(size|storage) limit|out of storage|"
-            # Japanese carriers: "the destination mailbox is full".
-            r"メールボックスが(一杯|いっぱい)|容量(超過|オーバー)",
-            SOFT,
-        ),
+        (MAILBOX_FULL_WORDING, SOFT),
         # -- Message size or a per-message limit: the next message may pass.
         (
             r"message (size )?(is )?too (big|large)|exceeds? (the )?(maximum|max)? ?(message )?"
@@ -97,12 +106,7 @@ TEXT_RULES = _table(
         (r"refused to talk to me", SENDER_SIDE),
         # -- A disabled, suspended or locked mailbox may come back (RFC 3463 X.2.1 "this may
         #    be a temporary condition"): count it as soft, do not kill the address.
-        (
-            r"(account|mailbox|address|recipient|user)\b.{0,40}\b(is |has been |was )?(disabled|"
-            r"suspended|locked|discontinued|frozen)|disabled (recipient|user|account|mailbox)|"
-            r"temporar\w* (locked|disabled|suspended)",
-            SOFT,
-        ),
+        (MAILBOX_DISABLED_WORDING, SOFT),
         # -- The recipient chose not to take mail from this sender (Facebook's "recipient
         #    preferences"): the address exists, the refusal is the recipient's setting.
         (r"due to (the )?recipient('s)? preferences", SOFT),
@@ -110,6 +114,14 @@ TEXT_RULES = _table(
         #    post"; its notices come in the sender's language but all link to its help pages):
         #    the refusal is about who sent, not about the list address.
         (r"groups\.google\.com/support|permission to post", SENDER_SIDE),
+        # -- A notice that offers alternative causes commits to none of them (cPanel's Exim: "The
+        #    account or domain may not exist, they may be blacklisted, or missing the proper dns
+        #    entries"): neither a dead address nor a block list, so soft, and repeats count.
+        (
+            r"may not exist.{0,80}may be (black|block) ?listed|"
+            r"may be (black|block) ?listed.{0,80}may not exist",
+            SOFT,
+        ),
         # -- Block lists and reputation of the sending IP or domain: the SENDER is refused.
         (
             r"spamhaus|spamcop|barracuda|block ?list|black ?list|blacklisted|blocklisted|"

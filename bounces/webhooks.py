@@ -6,6 +6,10 @@ classes and hands it to bounces.intake.record_provider_event(). A bad event, whe
 cannot convert it or we cannot record it, is quarantined and the rest of the batch still
 applies: answering an error would make the ESP resend the whole batch. Replays (the same
 provider event id) are recorded once by intake, and quarantined once.
+
+"delivered" events are not bounces: they are counted in the statistics log (once per event id)
+through intake.record_provider_delivery(). replay() runs a quarantined payload through the same
+conversion and recording again, for the operators' "reprocess" after a fix.
 """
 
 from __future__ import annotations
@@ -42,7 +46,8 @@ PROVIDERS = {
     "Postmark": "postmark",
 }
 
-# Events that say nothing about whether an address can receive mail.
+# Events that say nothing about whether an address can receive mail. "delivered" is not a
+# bounce either, but it is counted in the statistics log (record() handles it first).
 IGNORED = {
     EventType.QUEUED, EventType.SENT, EventType.DELIVERED, EventType.OPENED,
     EventType.CLICKED, EventType.SUBSCRIBED,
@@ -108,12 +113,22 @@ def receive(sender: object, event: AnymailTrackingEvent, esp_name: str, **kwargs
 
 
 def record(provider: str, event: AnymailTrackingEvent) -> object | None:
-    """Record one event as a bounce event; None when it is not one or is a replay."""
+    """Record one event: a bounce event, or a delivery counted in the statistics log.
+
+    Returns what was stored; None when the event is neither or is a replay. Raises for an
+    event that cannot be recorded (the caller quarantines it).
+    """
+    if event.event_type == EventType.DELIVERED:
+        return _record_delivery(provider, event)
     outcome = normalise(provider, event)
     if outcome is None:
         return None
     if not event.recipient:
         raise ValueError(f"{event.event_type} event without a recipient")
+    if outcome.bounce_class not in rules.CLASSES:
+        # Raised, not handed on: intake would quarantine it and answer None like a replay,
+        # and a reprocess must tell the two apart.
+        raise ValueError(f"unknown bounce class {outcome.bounce_class!r}")
     return intake.record_provider_event(
         provider=provider,
         event_id=_event_id(provider, event),
@@ -124,6 +139,18 @@ def record(provider: str, event: AnymailTrackingEvent) -> object | None:
         diagnostic=outcome.diagnostic,
         message_id=_message_id(event),
         payload=payload(event),
+        occurred_at=event.timestamp or timezone.now(),
+    )
+
+
+def _record_delivery(provider: str, event: AnymailTrackingEvent) -> object | None:
+    if not event.recipient:
+        raise ValueError(f"{event.event_type} event without a recipient")
+    return intake.record_provider_delivery(
+        provider=provider,
+        event_id=_event_id(provider, event),
+        recipient=event.recipient,
+        message_id=_message_id(event),
         occurred_at=event.timestamp or timezone.now(),
     )
 
@@ -293,6 +320,12 @@ def _event_id(provider: str, event: AnymailTrackingEvent) -> str:
     if provider == "ses" and event_id:
         # One SNS notification carries every recipient of a bounce: the id is shared.
         event_id = f"{event_id}:{event.recipient}"
+    if not event_id and event.event_type == EventType.DELIVERED and event.recipient:
+        # Postmark's Delivery webhook has no event id; a message is delivered to one
+        # recipient once, so the message and the recipient name the event.
+        message_id = _message_id(event)
+        if message_id:
+            event_id = f"delivered:{message_id}:{event.recipient}"
     return event_id[:255]
 
 
@@ -384,6 +417,11 @@ class QuarantiningWebhookView:
         """The provider's id of an element that could not be converted, if it has one."""
         return ""
 
+    def stored_elements(self, raw: bytes, event_id: str) -> list[object]:
+        """The elements of a quarantined payload (see replay()): what the receiver kept is
+        either one element or, when the post could not be split, the whole body."""
+        raise NotImplementedError
+
 
 class SendGridTrackingView(QuarantiningWebhookView, SendGridTrackingWebhookView):
     def elements(self, request: HttpRequest) -> list[object]:
@@ -398,6 +436,10 @@ class SendGridTrackingView(QuarantiningWebhookView, SendGridTrackingWebhookView)
     def element_id(self, element: object) -> str:
         return str(element.get("sg_event_id") or "") if isinstance(element, dict) else ""
 
+    def stored_elements(self, raw: bytes, event_id: str) -> list[object]:
+        data = json.loads(raw.decode("utf-8"))
+        return data if isinstance(data, list) else [data]
+
 
 class PostmarkTrackingView(QuarantiningWebhookView, PostmarkTrackingWebhookView):
     def elements(self, request: HttpRequest) -> list[object]:
@@ -409,6 +451,9 @@ class PostmarkTrackingView(QuarantiningWebhookView, PostmarkTrackingWebhookView)
 
     def element_id(self, element: object) -> str:
         return str(element.get("ID") or "") if isinstance(element, dict) else ""
+
+    def stored_elements(self, raw: bytes, event_id: str) -> list[object]:
+        return [json.loads(raw.decode("utf-8"))]
 
 
 class MailgunTrackingView(QuarantiningWebhookView, MailgunTrackingWebhookView):
@@ -426,6 +471,16 @@ class MailgunTrackingView(QuarantiningWebhookView, MailgunTrackingWebhookView):
     def element_id(self, element: object) -> str:
         data = element.get("event-data") if isinstance(element, dict) else None
         return str(data.get("id") or "") if isinstance(data, dict) else ""
+
+    def stored_elements(self, raw: bytes, event_id: str) -> list[object]:
+        data = _object(json.loads(raw.decode("utf-8")))
+        if "event-data" in data:
+            return [data]
+        # A legacy form post, kept as {field: [values]} (payload() and _raw()).
+        form = QueryDict(mutable=True)
+        for name, values in data.items():
+            form.setlist(name, values if isinstance(values, list) else [values])
+        return [form]
 
 
 class SESTrackingView(QuarantiningWebhookView, AmazonSESTrackingWebhookView):
@@ -478,6 +533,21 @@ class SESTrackingView(QuarantiningWebhookView, AmazonSESTrackingWebhookView):
     def element_id(self, element: object) -> str:
         return str(self.sns_message.get("MessageId") or "")
 
+    def stored_elements(self, raw: bytes, event_id: str) -> list[object]:
+        data = _object(json.loads(raw.decode("utf-8")))
+        if data.get("Type") == "Notification" and "Message" in data:
+            self.sns_message = data  # a whole post: the SNS envelope
+            return [json.loads(data["Message"])]
+        # One SES event, kept without its envelope: anymail takes the event id (and a
+        # timestamp) from the envelope, so they are put back. The SNS MessageId is the stored
+        # id before the ":recipient" that _event_id() adds.
+        self.sns_message = {"MessageId": event_id.partition(":")[0] or None}
+        kind = str(data.get("eventType") or data.get("notificationType") or "")
+        details = data.get(kind[:1].lower() + kind[1:]) or data.get("mail") or {}
+        if isinstance(details, dict) and details.get("timestamp"):
+            self.sns_message["Timestamp"] = details["timestamp"]
+        return [data]
+
     def auto_confirm_sns_subscription(self, sns_message: dict) -> None:
         url = sns_message.get("SubscribeURL", "")
         if not sns.is_sns_url(url):
@@ -485,6 +555,48 @@ class SESTrackingView(QuarantiningWebhookView, AmazonSESTrackingWebhookView):
         with urlopen(url, timeout=10) as response:  # noqa: S310 (https to AWS, checked above)
             response.read()
         logger.info("confirmed the SNS subscription to %s", sns_message.get("TopicArn"))
+
+
+# provider name -> the view that receives its posts (webhook_urls.py mounts them).
+VIEWS: dict[str, type[QuarantiningWebhookView]] = {
+    "ses": SESTrackingView,
+    "mailgun": MailgunTrackingView,
+    "postmark": PostmarkTrackingView,
+    "sendgrid": SendGridTrackingView,
+}
+
+
+def replay(provider: str, raw: bytes, event_id: str = "") -> tuple[bool, str]:
+    """Runs a quarantined payload through the receiver again, without quarantining it again.
+
+    The payload passed the provider's check when it arrived, so it is not checked again; it
+    is converted by the provider's view and recorded by record(), as a post is. Returns
+    (True, "") when every event in it is recorded now or already was (intake knows provider
+    event ids: a replay counts nothing twice), else (False, what failed).
+    """
+    view_class = VIEWS.get(provider)
+    if view_class is None:
+        return False, f"no webhook receiver for provider {provider!r}"
+    try:
+        view = view_class()
+        elements = view.stored_elements(bytes(raw), event_id)
+    except Exception as exc:  # any fault reading it is the answer to the operator
+        return False, f"unreadable payload: {_describe(exc)}"
+    failures = []
+    for element in elements:
+        try:
+            events = view.events_of(element)
+        except Exception as exc:
+            failures.append(f"unreadable event: {_describe(exc)}")
+            continue
+        for event in events:
+            try:
+                with transaction.atomic():
+                    record(provider, event)
+            except Exception as exc:
+                logger.warning("%s event %s still fails: %s", provider, event.event_id, exc)
+                failures.append(_describe(exc))
+    return not failures, "; ".join(failures)[:2000]
 
 
 def provider_name(esp_name: str) -> str:

@@ -276,3 +276,27 @@ def test_5_7_27_is_the_recipient_domain_when_the_words_never_name_the_sender():
 
     assert classify(recipient_domain) == rules.HARD
     assert classify(sender_domain) == rules.SENDER_SIDE
+
+
+def test_a_refusal_at_mail_from_is_about_the_sender_whatever_it_says():
+    # Before RCPT TO no recipient was named: "unknown user" is our own sender address.
+    exim = result(
+        "SMTP error from remote mail server after MAIL FROM:<news@sender.example>: 550 Unknown user"
+    )
+    postfix = result("553 No such user here (in reply to MAIL FROM command)", "", "553")
+    at_rcpt = result("553 No such user here (in reply to RCPT TO command)", "", "553")
+
+    assert classify(exim) == rules.SENDER_SIDE
+    assert classify(postfix) == rules.SENDER_SIDE
+    assert classify(at_rcpt) == rules.HARD
+
+
+def test_a_notice_offering_alternative_causes_commits_to_none():
+    hedged = result(
+        "The account or domain may not exist, they may be blacklisted, or missing the proper "
+        "dns entries."
+    )
+    blocklisted = result("Your IP address is blacklisted at bl.example.")
+
+    assert classify(hedged) == rules.SOFT
+    assert classify(blocklisted) == rules.SENDER_SIDE

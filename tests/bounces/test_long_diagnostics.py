@@ -44,7 +44,9 @@ def test_the_cut_keeps_the_head_that_decides() -> None:
 PATTERNS = [
     *(pattern for pattern, _ in rules.TEXT_RULES),
     rules.DEAD_DOMAIN_RE,
+    rules.MAILBOX_STATE_RE,
     classify.AT_RCPT_RE,
+    classify.AT_MAIL_RE,
     classify.AFTER_DATA_RE,
     classify.PIPELINED_RCPT_RE,
     classify.LOCAL_DELIVERY_RE,
@@ -55,6 +57,9 @@ PATTERNS = [
     parse.ADDRESS_RE,
     parse.STATUS_RE,
     parse.REPLY_RE,
+    parse.NOT_DELIVERED_RE,
+    parse.ORIGINAL_FIELD_RE,
+    parse.TRANSCRIPT_START_RE,
 ]
 
 

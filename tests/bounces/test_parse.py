@@ -272,3 +272,53 @@ def test_the_returned_copys_message_id_is_not_a_recipient():
     parsed = parse_bounce(message("gateway_no_such_user.eml"))
 
     assert recipients(parsed) == ["maybe.reader@filtered.example.com"]
+
+
+def test_a_quoted_to_line_is_not_taken_for_the_recipients_failure():
+    # The notice quotes the original header fields before it explains the failure.
+    (result,) = parse_bounce(message("messaging_server_quoted_to.eml")).results
+
+    assert "Subject: December news" not in result.diagnostic
+    assert "User unknown" in result.diagnostic
+    assert result.status == "5.1.1"
+
+
+def test_a_sendmail_summary_line_keeps_the_dialogue_above_it():
+    parsed = parse_bounce(message("sendmail_refused_at_mail_from.eml"))
+
+    (result,) = parsed.results
+    assert result.recipient == "careful.reader@strict.example.net"
+    assert result.reply_code == "554"
+    assert ">>> MAIL From:<news@sender.example>" in result.diagnostic
+    assert "No such user here" in result.diagnostic
+
+
+def test_a_dialogue_belongs_only_to_the_summary_line_right_below_it():
+    parsed = parse_bounce(message("sendmail_v5_transcript.eml"))
+
+    by_recipient = {r.recipient: r.diagnostic for r in parsed.results}
+    assert "Refused by local policy" in by_recipient["refused.reader@example.net"]
+    assert "Refused by local policy" not in by_recipient["reader@gone.example.org"]
+
+
+def test_a_statement_about_the_mailbox_above_the_list_applies_to_its_recipients():
+    raw = message("carrier_account_disabled.eml")
+    # A generic headline says the same for every cause: only a mailbox's state is carried over.
+    headline = raw.replace(b"The user(s) account is disabled.", b"** Address not found **")
+
+    (stated,) = parse_bounce(raw).results
+    (generic,) = parse_bounce(headline).results
+
+    assert "account is disabled" in stated.diagnostic
+    assert "550 user unknown" in stated.diagnostic
+    assert "Address not found" not in generic.diagnostic
+
+
+def test_a_notice_saying_delivery_failed_is_a_bounce_whoever_sent_it():
+    # No MAILER-DAEMON sender, no null Return-Path, a subject in Japanese.
+    parsed = parse_bounce(message("carrier_notice_mailbox_full.eml"))
+
+    assert parsed.kind == "plain"
+    (result,) = parsed.results
+    assert result.recipient == "stuffed.phone@mobile.example.ne.jp"
+    assert "mailbox is full" in result.diagnostic

@@ -22,6 +22,8 @@ from cryptography.x509.oid import NameOID
 
 from bounces import sns
 from bounces.models import BounceEvent, QuarantinedMessage
+from stats.models import TrackingEvent
+from tests.bounces.returned import message_id_of, sent_to
 
 PAYLOADS = Path(__file__).parent / "webhooks"
 SECRET = "esp:webhook-test-secret"
@@ -55,8 +57,8 @@ def events() -> list[tuple[str, str, str, str]]:
 # WEBHOOK_SECRET shares with the other providers (in the URL configured at Mailgun).
 
 
-def mailgun_post(client, name: str, key: str = SIGNING_KEY):  # noqa: ANN001, ANN201
-    payload = load(name)
+def mailgun_post(client, name: str, key: str = SIGNING_KEY, payload: dict | None = None):  # noqa: ANN001, ANN201
+    payload = payload or load(name)
     timestamp, token = str(int(time.time())), hashlib.sha256(name.encode()).hexdigest()
     signature = hmac.new(key.encode(), f"{timestamp}{token}".encode(), hashlib.sha256)
     payload["signature"] = {
@@ -458,3 +460,54 @@ def test_an_sns_body_that_cannot_be_verified_is_refused(client, name: str) -> No
     )
     assert response.status_code == 400
     assert QuarantinedMessage.objects.count() == 0
+
+
+# "delivered": not a bounce, counted in the statistics log once per provider event.
+
+
+def delivered() -> list[dict]:
+    return list(
+        TrackingEvent.objects.filter(kind="delivered").values(
+            "account_id", "campaign_id", "subscriber_id", "delivery_id", "recipient_domain",
+            "details",
+        )
+    )  # fmt: skip
+
+
+def test_a_mailgun_delivered_event_is_logged_once_for_its_delivery(client, owner) -> None:  # noqa: ANN001
+    delivery = sent_to(owner, "alice@example.com")
+    payload = load("mailgun_delivered.json")
+    # Mailgun reports the Message-ID the message was sent with: ours names the delivery.
+    payload["event-data"]["message"]["headers"]["message-id"] = message_id_of(delivery)[1:-1]
+
+    for _ in range(2):  # Mailgun retries a post it thinks failed
+        assert mailgun_post(client, "mailgun_delivered.json", payload=payload).status_code == 200
+
+    assert delivered() == [
+        {
+            "account_id": owner.id,
+            "campaign_id": delivery.campaign_id,
+            "subscriber_id": delivery.subscriber_id,
+            "delivery_id": delivery.id,
+            "recipient_domain": "example.com",
+            "details": {"provider": "mailgun"},
+        }
+    ]
+    assert not BounceEvent.objects.exists() and not QuarantinedMessage.objects.exists()
+
+
+def test_a_postmark_delivery_without_an_event_id_is_logged_once(client, owner) -> None:  # noqa: ANN001
+    body = (PAYLOADS / "postmark_delivery.json").read_bytes()
+    # Mail someone else sent through the same Postmark server: nothing of ours to count.
+    assert postmark_post(client, body).status_code == 200
+    assert delivered() == []
+
+    delivery = sent_to(owner, "john@example.com")
+    for _ in range(2):
+        assert postmark_post(client, body).status_code == 200
+
+    # Postmark's own MessageID is not ours: the address names the subscriber and account.
+    [logged] = delivered()
+    assert (logged["account_id"], logged["subscriber_id"]) == (owner.id, delivery.subscriber_id)
+    assert logged["details"] == {"provider": "postmark"}
+    assert not BounceEvent.objects.exists() and not QuarantinedMessage.objects.exists()
