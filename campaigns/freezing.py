@@ -9,6 +9,8 @@ merge templates are compiled to prove they merge.
 from __future__ import annotations
 
 import base64
+import copy
+import dataclasses
 import html
 import logging
 import re
@@ -35,6 +37,8 @@ OPEN_PIXEL = (
     '<img src="{{ tracking.open }}" width="1" height="1" alt="" '
     'style="display:block;border:0;width:1px;height:1px">'
 )
+# What number_links writes in place of a tracked href.
+_TRACKED_HREF = re.compile(r"\{\{ tracking\.l(\d+) \}\}")
 
 
 def document(campaign: Campaign) -> str:
@@ -157,8 +161,13 @@ def render_frozen(campaign: Campaign) -> tuple[str, str, list[str]]:
 
 
 def tracking(campaign: Campaign) -> tuple[bool, bool]:
-    """(track opens, track clicks): the campaign's switches, and off when every one of
-    its lists has that kind of tracking off (a list owner's choice holds for the list)."""
+    """(track opens, track clicks) of the frozen document: the campaign's switches, and
+    off when every one of its lists has that kind of tracking off.
+
+    With some lists on and some off, the document keeps its tracking and the sending
+    engine leaves it out per recipient (see :func:`untracked_variant`): a subscriber on
+    any target list whose owner turned tracking off is not tracked.
+    """
     opens, clicks = campaign.track_opens, campaign.track_clicks
     if not (opens or clicks) or campaign.pk is None:
         return opens, clicks
@@ -170,6 +179,29 @@ def tracking(campaign: Campaign) -> tuple[bool, bool]:
     if not lists["total"]:
         return opens, clicks
     return opens and lists["opens"] > 0, clicks and lists["clicks"] > 0
+
+
+def without_tracking(doc: str, links: list[str], *, opens: bool, clicks: bool) -> str:
+    """A frozen document without its open pixel (``opens``) and with its tracked links
+    back as written (``clicks``), as the merge writes them for an empty token."""
+    if opens:
+        doc = doc.replace(OPEN_PIXEL, "")
+    if clicks:
+        doc = _TRACKED_HREF.sub(lambda m: html.escape(links[int(m.group(1)) - 1]), doc)
+    return doc
+
+
+def untracked_variant(
+    campaign: Campaign, frozen: merge.FrozenCampaign, *, opens: bool, clicks: bool
+) -> merge.FrozenCampaign:
+    """The loaded frozen campaign for recipients whose opens and/or clicks are not
+    tracked: compiled once, then each of them costs what any recipient does."""
+    variant = copy.copy(campaign)
+    variant.frozen_html = without_tracking(
+        campaign.frozen_html, frozen.links, opens=opens, clicks=clicks
+    )
+    built = merge.build_frozen(variant, frozen.links, frozen.attachments)
+    return dataclasses.replace(built, senders=frozen.senders, default_sender=frozen.default_sender)
 
 
 def freeze(campaign: Campaign) -> None:

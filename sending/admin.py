@@ -2,8 +2,13 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
@@ -36,6 +41,10 @@ class RelayForm(forms.ModelForm):
         return relay
 
 
+class RelayTestForm(forms.Form):
+    recipient = forms.EmailField(help_text="Where the test message goes.")
+
+
 @admin.register(Relay)
 class RelayAdmin(admin.ModelAdmin):
     form = RelayForm
@@ -54,7 +63,7 @@ class RelayAdmin(admin.ModelAdmin):
     search_fields = ("name", "host")
     filter_horizontal = ("accounts",)
     readonly_fields = ("consecutive_failures", "cooldown_until", "last_error")
-    actions = ["send_test_message"]
+    change_form_template = "sending/relay_admin_change_form.html"
 
     @admin.display(description="health")
     def health(self, relay: Relay) -> str:
@@ -62,16 +71,37 @@ class RelayAdmin(admin.ModelAdmin):
             return f"cooling down until {relay.cooldown_until:%H:%M:%S}"
         return "ok" if not relay.consecutive_failures else f"{relay.consecutive_failures} failures"
 
-    @admin.action(description="Send a test message to me through the selected relays")
-    def send_test_message(self, request: HttpRequest, queryset: QuerySet[Relay]) -> None:
-        recipient = request.user.email
-        if not recipient:
-            self.message_user(request, "Set an e-mail address on your user first.", messages.ERROR)
-            return
-        for relay in queryset:
-            result = relays.send_test(relay, recipient, recipient)
+    def get_urls(self) -> list[URLPattern]:
+        send_test = path(
+            "<path:object_id>/send-test/",
+            self.admin_site.admin_view(self.send_test_view),
+            name="sending_relay_send_test",
+        )
+        return [send_test, *super().get_urls()]
+
+    def send_test_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Asks for a recipient (GET), sends one test message through this relay alone
+        (POST) and shows the relay's reply on its change page."""
+        relay = self.get_object(request, unquote(object_id))
+        if relay is None:
+            raise Http404("No such relay.")
+        if not self.has_change_permission(request, relay):
+            raise PermissionDenied
+        form = RelayTestForm(request.POST or None, initial={"recipient": request.user.email})
+        if request.method == "POST" and form.is_valid():
+            result = relays.send_test(relay, form.cleaned_data["recipient"])
             level = messages.SUCCESS if result.ok else messages.ERROR
-            self.message_user(request, f"{relay.name}: {result.detail}", level)
+            self.message_user(request, f"Test through {relay.name}: {result.detail}", level)
+            return redirect("admin:sending_relay_change", relay.pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "original": relay,
+            "title": f"Send a test message through {relay.name}",
+            "form": form,
+            "sender": relays.sender_for_test(relay)[0],
+        }
+        return TemplateResponse(request, "sending/relay_admin_send_test.html", context)
 
 
 class SendingDomainForm(forms.ModelForm):
@@ -142,7 +172,7 @@ class SendingDomainAdmin(admin.ModelAdmin):
         items = obj.last_check.get("items", [])
         if not items:
             return "not checked yet: use the action “Check DNS”"
-        marks = {True: "✔", False: "✘", None: "?"}
+        marks = {True: "✔", False: "✘", None: "⚠"}
         return format_html_join(
             "", "<div>{} {}: {}</div>", ((marks[i["ok"]], i["name"], i["detail"]) for i in items)
         )

@@ -13,18 +13,23 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
-from django.db.models import Exists, Max, Min, OuterRef, Q
+from django.db.models import Count, Exists, Max, Min, OuterRef, Q
 from django.utils import timezone
 
 from campaigns import audience, scheduling
 from campaigns.models import Campaign
+from sending import expiry
 from sending.models import Delivery, SendBatch
 from stats import events as stats_events
 
 logger = logging.getLogger(__name__)
 
 Status = SendBatch.Status
+Kind = SendBatch.Kind
 OPEN = (Status.PLANNED, Status.QUEUED, Status.SENDING)
+# A planned batch overdue by more than this was held back (a pause, a dispatcher that
+# was down), not merely reached a tick late: its campaign's pace starts again from now.
+RELEASE_SLACK = timedelta(seconds=30)
 
 
 def _enqueue(batch_ids: list[int]) -> None:
@@ -137,17 +142,59 @@ def start_due(now: datetime) -> None:
 
 
 def release(now: datetime) -> None:
-    """Gradual sending: planned batches whose time has come join the queue."""
+    """Gradual sending: planned batches whose time has come join the queue.
+
+    A campaign with several batches overdue by more than RELEASE_SLACK (it was paused,
+    or the dispatcher was down) does not get them all at once: the first goes now and
+    the rest of its plan is spaced again from now at the campaign's pace.
+    """
     with transaction.atomic():
-        ids = list(
+        due = list(
             SendBatch.objects.select_for_update(skip_locked=True)
             .filter(
                 status=Status.PLANNED, release_at__lte=now, campaign__status=Campaign.Status.SENDING
             )
-            .values_list("id", flat=True)[:500]
+            .order_by("release_at", "id")
+            .values_list("id", "campaign_id", "release_at")[:500]
         )
+        by_campaign: dict[int, list[tuple[int, datetime]]] = {}
+        for batch_id, campaign_id, release_at in due:
+            by_campaign.setdefault(campaign_id, []).append((batch_id, release_at))
+        ids = []
+        for campaign_id, batches in by_campaign.items():
+            if len(batches) > 1 and now - batches[0][1] > RELEASE_SLACK:
+                ids.append(batches[0][0])
+                _respace(campaign_id, batches[0][0], now)
+            else:
+                ids += [batch_id for batch_id, _ in batches]
         SendBatch.objects.filter(id__in=ids).update(status=Status.QUEUED, enqueued_at=now)
         _enqueue_after_commit(ids)
+
+
+def _respace(campaign_id: int, released: int, now: datetime) -> None:
+    """The campaign's planned batches (but ``released``, which goes now) follow each
+    other from now at the interval its plan used."""
+    campaign = Campaign.objects.get(id=campaign_id)
+    plan_shape = SendBatch.objects.filter(campaign_id=campaign_id, kind=Kind.AUDIENCE).aggregate(
+        batches=Count("id"), size=Max("size")
+    )
+    interval = timedelta(
+        seconds=_intervals(campaign, plan_shape["batches"], plan_shape["size"] or 1)
+    )
+    waiting = list(
+        SendBatch.objects.filter(campaign_id=campaign_id, status=Status.PLANNED)
+        .exclude(id=released)
+        .order_by("release_at", "id")
+        .only("id", "release_at")
+    )
+    for position, batch in enumerate(waiting, start=1):
+        batch.release_at = now + interval * position
+    SendBatch.objects.bulk_update(waiting, ["release_at"], batch_size=1000)
+    logger.info(
+        "campaign %s: %s planned batches were overdue; spaced again from now",
+        campaign_id,
+        len(waiting) + 1,
+    )
 
 
 def requeue_expired(now: datetime) -> None:
@@ -205,11 +252,9 @@ def _mark_unknown(batch_ids: list[int], now: datetime) -> None:
 
 
 def retry_deferred(now: datetime) -> None:
-    """Deferred deliveries due for another try get a batch; past the deadline they fail."""
-    deadline = now - timedelta(hours=settings.SEND_RETRY_DEADLINE_HOURS)
-    Delivery.objects.filter(status=Delivery.Status.DEFERRED, created_at__lt=deadline).update(
-        status=Delivery.Status.FAILED, next_attempt_at=None
-    )
+    """Deferred deliveries due for another try get a retry batch per campaign, which
+    sends exactly them; past the retry deadline they fail (sending.expiry)."""
+    expiry.expire_deferred(now - timedelta(hours=settings.SEND_RETRY_DEADLINE_HOURS))
     with transaction.atomic():
         due = Delivery.objects.filter(
             status=Delivery.Status.DEFERRED,
@@ -221,8 +266,9 @@ def retry_deferred(now: datetime) -> None:
         )
         created = []
         for span in spans:
+            # Size 0: the audience's size is the sum of the audience batches' sizes.
             batch = SendBatch.objects.create(
-                campaign_id=span["campaign_id"], first_subscriber_id=span["low"],
+                campaign_id=span["campaign_id"], kind=Kind.RETRY, first_subscriber_id=span["low"],
                 last_subscriber_id=span["high"], size=0, release_at=now,
                 status=Status.QUEUED, enqueued_at=now,
             )  # fmt: skip

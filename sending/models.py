@@ -212,6 +212,10 @@ class SendBatch(models.Model):
     PLANNED batches wait for their release time (gradual sending); QUEUED ones have a
     task on the send queue (``enqueued_at`` empty: parked by a pause, re-enqueued by
     the dispatcher tick); SENDING ones are claimed under a lease; DONE is final.
+
+    An AUDIENCE batch sends whoever of the audience is in its id range; a RETRY batch
+    sends only the deferred deliveries the dispatcher handed to it (its id range is
+    just their span, and holds recipients of batches that may not be released yet).
     """
 
     class Status(models.TextChoices):
@@ -220,6 +224,10 @@ class SendBatch(models.Model):
         SENDING = "sending", "Sending"
         DONE = "done", "Done"
 
+    class Kind(models.TextChoices):
+        AUDIENCE = "audience", "Audience range"
+        RETRY = "retry", "Retry of deferred deliveries"
+
     campaign = models.ForeignKey(
         "campaigns.Campaign", on_delete=models.CASCADE, related_name="send_batches"
     )
@@ -227,6 +235,7 @@ class SendBatch(models.Model):
     last_subscriber_id = models.BigIntegerField()
     size = models.PositiveIntegerField(help_text="Recipients when planned.")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PLANNED)
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.AUDIENCE)
     release_at = models.DateTimeField()
     enqueued_at = models.DateTimeField(null=True, blank=True)
     node = models.CharField(max_length=255, blank=True)

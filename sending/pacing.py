@@ -35,8 +35,8 @@ TEMPFAILS_BEFORE_COOLDOWN = 10
 @dataclass
 class Control:
     """Whether a batch may go on: the campaign's status read at most once per
-    CONTROL_SECONDS, and the batch's lease renewed on the way (a slow relay rate
-    must not let the lease run out while the batch is sending)."""
+    CONTROL_SECONDS, and the batch's lease and its connections' slots renewed on the
+    way (a slow relay rate must not let either run out while the batch is sending)."""
 
     batch_id: int
     campaign_id: int
@@ -51,6 +51,7 @@ class Control:
         if now < self.next_check:
             return True
         self.next_check = now + CONTROL_SECONDS
+        smtp.pool.keep_slots()
         status = Campaign.objects.filter(id=self.campaign_id).values_list("status", flat=True)
         current = status.first() or Campaign.Status.CANCELLED
         if current != Campaign.Status.SENDING:
@@ -100,9 +101,13 @@ class Feed:
         tokens and domain share were already taken)."""
         self.again.extendleft(reversed(items))
 
-    def items(self) -> Iterator[smtp.Item]:
+    def items(self, connection: smtp.Connection | None = None) -> Iterator[smtp.Item]:
+        """The recipients one at a time, until none is left, the campaign stops, the
+        relay is in trouble or ``connection`` lost its connection slot."""
         while self.again or self.waiting:
             if self.relay_in_trouble or not self.control.go_on():
+                return
+            if connection is not None and not connection.usable:
                 return
             if self.again:
                 yield self.again.popleft()
@@ -118,6 +123,10 @@ class Feed:
 
     def unsent(self) -> list[Delivery]:
         return [item[0] for item in self.again] + list(self.waiting)
+
+    @property
+    def pending(self) -> bool:
+        return bool(self.again or self.waiting)
 
     def _token(self) -> bool:
         if self.bucket is None:

@@ -6,13 +6,15 @@ import smtplib
 import ssl
 from dataclasses import dataclass
 from datetime import timedelta
-from email.message import EmailMessage
-from email.utils import make_msgid
+from email.utils import parseaddr
 
-from django.db.models import F
+from django.conf import settings
+from django.core.mail import EmailMessage
+from django.core.mail.message import sanitize_address
+from django.db.models import F, Q
 from django.utils import timezone
 
-from sending.models import Relay
+from sending.models import Relay, SendingDomain
 
 CONNECT_TIMEOUT_SECONDS = 15
 # A relay that failed this many times in a row cools down, longer each time, up to an hour.
@@ -42,34 +44,105 @@ def connect(relay: Relay, timeout: float = CONNECT_TIMEOUT_SECONDS) -> smtplib.S
     return client
 
 
-@dataclass
-class TestResult:
+@dataclass(frozen=True)
+class SendTestResult:
     ok: bool
-    detail: str
+    detail: str  # the relay's own reply, or what went wrong and where
 
 
-def send_test(relay: Relay, sender: str, recipient: str) -> TestResult:
-    """Sends one plain test message through the relay; says what happened, never raises."""
-    message = EmailMessage()
-    message["From"] = sender
-    message["To"] = recipient
-    message["Subject"] = f"mailpanel relay test: {relay.name}"
-    message["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or None)
-    message.set_content(
-        f"This message was sent through the relay {relay.name} ({relay.host}:{relay.port}) "
-        "to check that mailpanel can use it."
+def sender_for_test(relay: Relay) -> tuple[str, int | None]:
+    """The From address of a relay test and the account whose DKIM key signs it.
+
+    An address on a verified sending domain that may send through this relay (the
+    operators' domains first, then those of the accounts it is dedicated to), with
+    DEFAULT_FROM_EMAIL's local part; DEFAULT_FROM_EMAIL itself when its own domain is
+    one of them or when none is verified.
+    """
+    default = parseaddr(settings.DEFAULT_FROM_EMAIL)[1] or settings.DEFAULT_FROM_EMAIL
+    local, _, default_domain = default.rpartition("@")
+    candidates = SendingDomain.objects.filter(verified_at__isnull=False).filter(
+        Q(account__isnull=True) | Q(account__in=relay.accounts.all())
     )
+    verified = list(
+        candidates.order_by(F("account").asc(nulls_first=True), "domain").values_list(
+            "domain", "account_id"
+        )
+    )
+    for domain, account_id in verified:
+        if domain == default_domain.lower():
+            return default, account_id
+    if verified:
+        domain, account_id = verified[0]
+        return f"{local or 'mailpanel'}@{domain}", account_id
+    return default, None
+
+
+def send_test(relay: Relay, recipient: str) -> SendTestResult:
+    """Sends one test message through this relay and no other; never raises for what
+    the network or the relay does. The result holds the relay's reply to the message,
+    or the refusal or error and the step it came at.
+
+    The message is built, signed and addressed as the server's own mail is
+    (sending.backend.prepare), from :func:`sender_for_test`.
+    """
+    # backend sends through this module's connections: imported here so the import
+    # graph stays one-way at load time.
+    from sending import backend
+
+    sender, account_id = sender_for_test(relay)
+    mail = EmailMessage(
+        subject=f"mailpanel relay test: {relay.name}",
+        body=(
+            f"This message was sent through the relay {relay.name} ({relay.host}:{relay.port})"
+            f" at {timezone.now():%Y-%m-%d %H:%M:%S} UTC to check that mailpanel can use it."
+        ),
+        from_email=sender,
+        to=[recipient],
+    )
+    envelope_sender, data = backend.prepare(mail, account_id)
     try:
         client = connect(relay)
-        try:
-            refused = client.send_message(message)
-        finally:
-            client.quit()
     except (smtplib.SMTPException, OSError) as exc:
-        return TestResult(False, f"{type(exc).__name__}: {exc}")
-    if refused:
-        return TestResult(False, f"refused: {refused}")
-    return TestResult(True, f"accepted for {recipient}")
+        return SendTestResult(False, f"could not open a session: {_describe(exc)}")
+    try:
+        result = _transaction(client, envelope_sender, sanitize_address(recipient, "utf-8"), data)
+    except (smtplib.SMTPException, OSError) as exc:
+        return SendTestResult(False, f"the session failed: {_describe(exc)}")
+    finally:
+        try:
+            client.quit()
+        except (smtplib.SMTPException, OSError):
+            client.close()
+    if not result.ok:
+        return result
+    return SendTestResult(True, f"accepted for {recipient}, from {sender}: {result.detail}")
+
+
+def _transaction(client: smtplib.SMTP, sender: str, recipient: str, data: bytes) -> SendTestResult:
+    # Step by step rather than sendmail(), which keeps the relay's final reply to itself.
+    code, reply = client.mail(sender)
+    if code != 250:
+        return SendTestResult(False, f"MAIL FROM:<{sender}> refused: {code} {_text(reply)}")
+    code, reply = client.rcpt(recipient)
+    if code not in (250, 251):
+        return SendTestResult(False, f"RCPT TO:<{recipient}> refused: {code} {_text(reply)}")
+    try:
+        code, reply = client.data(data)
+    except smtplib.SMTPDataError as exc:  # DATA itself refused, before the content
+        return SendTestResult(False, f"DATA refused: {exc.smtp_code} {_text(exc.smtp_error)}")
+    if code != 250:
+        return SendTestResult(False, f"the message was refused: {code} {_text(reply)}")
+    return SendTestResult(True, f"{code} {_text(reply)}")
+
+
+def _text(reply: bytes | str) -> str:
+    return reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return f"{type(exc).__name__}: {exc.smtp_code} {_text(exc.smtp_error)}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def record_failure(relay: Relay, error: str, at_once: bool = False) -> None:

@@ -1,4 +1,5 @@
-"""SMTP delivery over persistent connections, one per relay per worker process.
+"""SMTP delivery over persistent connections, one per relay per worker process, each
+holding one of the relay's connection slots (sending.slots) while it is open.
 
 A message's outcome is one of: sent (2xx after the final dot), deferred (4xx, or
 the connection failed before the message was complete: safe to send again),
@@ -15,7 +16,7 @@ import socket
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass
 
-from sending import relays
+from sending import relays, slots
 from sending.models import Relay
 
 logger = logging.getLogger(__name__)
@@ -49,11 +50,13 @@ NEEDS_SMTPUTF8 = Outcome(FAILED, None, "the address needs SMTPUTF8 (non-ASCII lo
 class Connection:
     """One open, authenticated session with a relay, reused for many messages."""
 
-    def __init__(self, relay: Relay) -> None:
+    def __init__(self, relay: Relay, slot: slots.Slot | None = None) -> None:
         self.relay = relay
         self.client = relays.connect(relay)
         self.pipelining = self.client.has_extn("pipelining")
         self.usable = True
+        # Given back when the connection closes (None: not counted, e.g. a test send).
+        self.slot = slot
         # Each write is a whole group of commands: nothing to gain from Nagle's
         # algorithm holding back its last segment until the previous one is acknowledged.
         self.client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -66,6 +69,10 @@ class Connection:
             self.client.quit()
         except (smtplib.SMTPException, OSError):
             self.client.close()
+        finally:
+            if self.slot is not None:
+                self.slot.release()
+                self.slot = None
 
     def send(self, sender: str, recipient: str, message: bytes) -> Outcome:
         """One message. Raises ConnectionLost when it may be sent again elsewhere."""
@@ -237,17 +244,44 @@ def _key(relay: Relay) -> tuple:
 
 
 class Pool:
-    """Open connections of this process, by relay."""
+    """Open connections of this process, by relay, each with its connection slot."""
 
     def __init__(self) -> None:
         self.connections: dict[tuple, Connection] = {}
 
     def get(self, relay: Relay) -> Connection:
+        """This process's connection to the relay, opened if needed.
+
+        Raises slots.NoSlot when opening one would pass the relay's connection limit,
+        and what relays.connect raises when the relay cannot be reached."""
         connection = self.connections.get(_key(relay))
-        if connection is None or not connection.usable:
-            connection = Connection(relay)
-            self.connections[_key(relay)] = connection
+        if connection is not None and connection.usable and self._keep(connection):
+            return connection
+        self.discard(relay)
+        slot = slots.acquire(relay)
+        try:
+            connection = Connection(relay, slot)
+        except BaseException:
+            if slot is not None:
+                slot.release()
+            raise
+        self.connections[_key(relay)] = connection
         return connection
+
+    @staticmethod
+    def _keep(connection: Connection) -> bool:
+        if connection.slot is None or connection.slot.keep():
+            return True
+        # Its slot ran out and another process may hold it now: this one must go.
+        connection.usable = False
+        return False
+
+    def keep_slots(self) -> None:
+        """Renews the slots of the open connections that are due (a clock read each
+        otherwise); a connection whose slot is lost becomes unusable."""
+        for connection in self.connections.values():
+            if connection.usable:
+                self._keep(connection)
 
     def discard(self, relay: Relay) -> None:
         connection = self.connections.pop(_key(relay), None)
@@ -259,5 +293,6 @@ class Pool:
             self.connections.pop(key).close()
 
 
-# One pool per worker process: connections outlive a batch, so the next batch reuses them.
+# One pool per worker process. Its connections live for a batch: closed at the batch's
+# end, so a process between batches holds none of a relay's connection slots.
 pool = Pool()

@@ -315,3 +315,26 @@ def test_two_overlapping_batches_cannot_both_claim_a_recipient(owner, scripted) 
     assert len(first) == len(second) == 3  # both read the same rows
     assert len(delivery.claim_deliveries(first)) == 3
     assert delivery.claim_deliveries(second) == []
+
+
+@pytest.mark.parametrize(("late", "sent"), [(timedelta(minutes=110), True),
+                                            (timedelta(minutes=130), False)])  # fmt: skip
+def test_a_late_campaign_is_sent_within_its_grace_period_and_held_after_it(
+    owner, scripted, settings, django_capture_on_commit_callbacks, mailoutbox, late, sent: bool
+) -> None:  # noqa: ANN001, E501
+    # Everything was down when it became due; two hours of grace.
+    settings.SEND_GRACE_HOURS = 2
+    mailing_list, emails = audience(owner, 2)
+    handler, _ = scripted()
+    campaign = make_campaign(owner, [mailing_list])
+    scheduling.schedule(campaign, timezone.now() - late)
+    run_pipeline(settings, django_capture_on_commit_callbacks)
+    campaign.refresh_from_db()
+    if sent:
+        assert campaign.status == Campaign.Status.SENT
+        assert sorted(m.rcpt_tos[0] for m in handler.messages) == sorted(emails)
+        assert mailoutbox == []  # nothing to tell the owner
+    else:
+        assert campaign.status == Campaign.Status.PAUSED
+        assert handler.messages == []
+        assert [m.to for m in mailoutbox] == [[owner.email]]

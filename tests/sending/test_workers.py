@@ -3,11 +3,12 @@ nothing sent twice when a worker is killed in the middle of a batch."""
 
 from __future__ import annotations
 
-import email
 import email.policy
 import os
+import re
 import signal
 import time
+from email.parser import BytesHeaderParser
 from pathlib import Path
 
 import dkim
@@ -17,7 +18,9 @@ from django.utils import timezone
 from campaigns import scheduling
 from campaigns.models import Campaign
 from lists import blocklist, subscriptions
-from sending import dispatch, domains, nodes, verp
+from lists.models import Subscriber
+from mailpanel.lib import signing
+from sending import dispatch, domains, message, nodes, verp
 from sending.models import Delivery, Node, Relay, SendBatch
 from tests.factories import MailingListFactory
 from tests.sending.test_pipeline import make_campaign
@@ -54,9 +57,14 @@ def drive(campaign: Campaign, until: float, worker: WorkerProcess) -> None:
     raise AssertionError(f"campaign still {campaign.status}:\n{worker.output()[-3000:]}")
 
 
+HEADERS = BytesHeaderParser(policy=email.policy.compat32)
+UNSUBSCRIBE = re.compile(r"<(https?://[^>]+/s/unsubscribe/[^>]+)>, <mailto:([^>]+)>")
+SIGNED_HEADERS = re.compile(r"\bh=([^;]+);")
+
+
 @pytest.mark.redis
 def test_many_recipients_each_get_one_signed_message(
-    owner, smtp_server, celery_worker_process
+    owner, smtp_server, settings, celery_worker_process
 ) -> None:  # noqa: ANN001, E501
     count = 5000
     Relay.objects.create(name="loop", host=smtp_server.host, port=smtp_server.port,
@@ -64,7 +72,8 @@ def test_many_recipients_each_get_one_signed_message(
     domain = domains.create("example.com", account=owner)
     domain.verified_at = timezone.now()
     domain.save()
-    campaign = make_campaign(owner, [make_audience(owner, count)])
+    mailing_list = make_audience(owner, count)
+    campaign = make_campaign(owner, [mailing_list])
     scheduling.schedule(campaign)
 
     drive(campaign, 180, celery_worker_process)
@@ -73,20 +82,45 @@ def test_many_recipients_each_get_one_signed_message(
     recipients = [m.rcpt_tos[0] for m in messages]
     assert len(recipients) == count == len(set(recipients))
     assert Delivery.objects.filter(campaign=campaign, status="sent").count() == count
+
+    # Every signature verifies with dkimpy, the reference implementation: about 1 to 2 ms
+    # a message here, 5 to 9 s for all. A pool of processes was no faster on two busy
+    # cores (6 to 12 s with its start-up and copying), so it runs here.
     records = {r.name: r.value for r in domains.records(domain)}
 
     def dns(name: bytes, timeout: int = 5) -> bytes:
         return records.get(name.decode().rstrip("."), "").encode()
 
-    for message in messages[:: count // 20]:
-        assert dkim.verify(message.data, dnsfunc=dns), message.data[:500]
-        parsed = email.message_from_bytes(message.data, policy=email.policy.default)
-        delivery_id = verp.delivery_id_from(message.mail_from)
-        assert Delivery.objects.get(id=delivery_id).subscriber.email == message.rcpt_tos[0]
-        assert parsed["Message-ID"] == f"<{campaign.uuid.hex}.{delivery_id}@example.com>"
-        assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-        assert "/s/unsubscribe/" in parsed["List-Unsubscribe"]
-        assert parsed["List-Id"] and parsed["Feedback-ID"].startswith(f"{campaign.pk}:")
+    unverified = [i for i, m in enumerate(messages) if not dkim.verify(m.data, dnsfunc=dns)]
+    assert unverified == []
+
+    # Every message carries its own delivery's headers.
+    email_of = dict(
+        Delivery.objects.filter(campaign=campaign).values_list("id", "subscriber__email")
+    )
+    subscriber_of = dict(Subscriber.objects.filter(account=owner).values_list("email", "id"))
+    list_id = message.list_id_header(mailing_list.name, mailing_list.uuid.hex)
+    bounce_domain = settings.BOUNCE_DOMAIN or "example.com"
+    message_ids = set()
+    for received in messages:
+        rcpt = received.rcpt_tos[0]
+        headers = HEADERS.parsebytes(received.data)
+        delivery_id = verp.delivery_id_from(received.mail_from)  # the signed VERP return path
+        assert email_of[delivery_id] == rcpt and headers["To"].endswith(f"<{rcpt}>")
+        assert received.mail_from.endswith(f"@{bounce_domain}")
+        assert headers["Message-ID"] == f"<{campaign.uuid.hex}.{delivery_id}@example.com>"
+        message_ids.add(headers["Message-ID"])
+        url, mailto = UNSUBSCRIBE.fullmatch(headers["List-Unsubscribe"]).groups()
+        token = signing.read_unsubscribe_token(url.rstrip("/").rpartition("/")[2])
+        assert (token.subscriber_id, token.list_id) == (subscriber_of[rcpt], mailing_list.id)
+        assert mailto == f"unsubscribe@{bounce_domain}"
+        assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        assert headers["List-Id"] == list_id
+        assert headers["Feedback-ID"] == f"{campaign.pk}:{owner.pk}:mailpanel"
+        signed = SIGNED_HEADERS.search(headers["DKIM-Signature"]).group(1).split(":")
+        assert {"message-id", "list-id", "list-unsubscribe", "list-unsubscribe-post",
+                "feedback-id"} <= set(signed)  # fmt: skip
+    assert len(message_ids) == count
 
 
 class SlowHandler:
