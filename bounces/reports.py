@@ -6,6 +6,8 @@ own, a list they were granted); nothing here decides access.
 
 from __future__ import annotations
 
+import datetime
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from django.db.models import Count, QuerySet
@@ -60,6 +62,46 @@ def listing(events: QuerySet[BounceEvent], bounce_class: str = "") -> QuerySet[B
     if bounce_class in BounceClass.values:
         events = events.filter(bounce_class=bounce_class)
     return events.select_related("subscriber", "campaign").order_by("-received_at", "-id")
+
+
+# --- The same tables as CSV rows, a header first (the caller streams them out) -----------
+
+
+def class_rows(summary: Summary) -> Iterator[list[object]]:
+    yield ["class", "label", "count"]
+    for value, label, count in summary.by_class:
+        yield [value, label, count]
+
+
+def reason_rows(summary: Summary) -> Iterator[list[object]]:
+    yield ["class", "code", "count"]
+    for label, code, count in summary.by_reason:
+        yield [label, code, count]
+
+
+def listing_rows(
+    events: QuerySet[BounceEvent],
+    bounce_class: str,
+    tz: datetime.tzinfo,
+    *,
+    with_campaign: bool,
+) -> Iterator[list[object]]:
+    """Every event of the listing (not one page of it), with its whole diagnostic; one
+    query read in chunks, so a large listing streams in constant memory."""
+    yield [
+        "received_at", "address", "class", "status_code", "reply_code",
+        *(["campaign"] if with_campaign else []), "diagnostic",
+    ]  # fmt: skip
+    rows = listing(events, bounce_class).values_list(
+        "received_at", "recipient", "bounce_class", "status_code", "reply_code",
+        "campaign__name", "diagnostic",
+    )  # fmt: skip
+    for received_at, recipient, klass, status, reply, campaign, diagnostic in rows.iterator(
+        chunk_size=2000
+    ):
+        when = received_at.astimezone(tz).isoformat(timespec="seconds")
+        campaign_cell = [campaign or ""] if with_campaign else []
+        yield [when, recipient, klass, status, reply, *campaign_cell, diagnostic]
 
 
 def for_subscriber(subscriber: object, limit: int = 50) -> list[BounceEvent]:

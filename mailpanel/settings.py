@@ -231,6 +231,8 @@ CELERY_TASK_ROUTES = {
     "sending.tasks.dispatch_tick": {"queue": "default"},
     "sending.tasks.*": {"queue": "send"},
     "bounces.tasks.*": {"queue": "bounces"},
+    # The failure reports' watchdog must not wait behind the report parts it watches.
+    "stats.tasks.enforce_report_deadlines": {"queue": "default"},
     "stats.tasks.*": {"queue": "stats"},
 }
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=15 * 60)
@@ -253,6 +255,7 @@ CELERY_BEAT_SCHEDULE = {
     "drain-tracking-buffer": {"task": "stats.tasks.drain_tracking_buffer", "schedule": 2.0},
     "ensure-event-partitions": {"task": "stats.tasks.ensure_partitions", "schedule": 86400.0},
     "roll-up-lists": {"task": "stats.tasks.roll_up_lists", "schedule": 3600.0},
+    "end-stalled-reports": {"task": "stats.tasks.enforce_report_deadlines", "schedule": 60.0},
 }
 
 # Tracking (stats/). Addresses of opens and clicks are kept as "truncate" (/24, /48),

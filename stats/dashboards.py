@@ -278,6 +278,21 @@ def list_campaigns(mailing_list: MailingList, limit: int = 20) -> QuerySet[Campa
     )
 
 
+@dataclass(frozen=True)
+class EngagementRow:
+    campaign: Campaign
+    numbers: KeyNumbers
+
+
+def list_engagement(mailing_list: MailingList, limit: int = 20) -> list[EngagementRow]:
+    """The list page's Engagement table: list_campaigns with each one's key numbers (zeros
+    for a campaign with no rollup yet). One query."""
+    return [
+        EngagementRow(c, KeyNumbers(getattr(c, "stats", None) or CampaignStats(campaign=c)))
+        for c in list_campaigns(mailing_list, limit)
+    ]
+
+
 # --- The account overview ---------------------------------------------------------------
 
 

@@ -11,8 +11,10 @@ processing list cleared. So:
   DrainedChunk the next time: it clears the list without writing, and nothing counts twice.
 
 Per chunk, whatever its size: one query resolves every delivery to its campaign,
-subscriber, list, account and receiving domain; one COPY writes the events; the rollups
-take one statement per table (stats.rollups).
+subscriber, list, account and receiving domain; one query reads the recipients' clicks
+already in the log around the chunk's clicks (a scanner's burst may be cut between two
+chunks, or come one hit at a time while Redis is down); one COPY writes the events; the
+rollups take one statement per table (stats.rollups).
 """
 
 from __future__ import annotations
@@ -33,10 +35,13 @@ from lists.models import Subscription
 from sending.models import Delivery
 from stats import events, machines
 from stats.events import Event, Kind
-from stats.models import DrainedChunk
+from stats.models import DrainedChunk, TrackingEvent
 from stats.tracking import BUFFER_KEY, CLICK, WEB, Hit, buffer_client
 
 logger = logging.getLogger(__name__)
+
+# Clicks on different links of one mail this close together are a link scanner's.
+BURST_SECONDS = 1.0
 
 PROCESSING_KEY = BUFFER_KEY + ":processing"
 CHUNK_KEY = BUFFER_KEY + ":processing:key"
@@ -172,13 +177,52 @@ def _resolve(delivery_ids: set[int]) -> dict[int, dict]:
     return {row["id"]: row for row in rows}
 
 
-def _click_bursts(hits: Sequence[Hit]) -> set[tuple[int, int]]:
-    """(delivery, second) pairs in which several different links were clicked."""
-    links_in_second: dict[tuple[int, int], set[int]] = defaultdict(set)
-    for hit in hits:
-        if hit.kind == CLICK:
-            links_in_second[(hit.delivery_id, int(hit.at))].add(hit.link_index)
-    return {key for key, indexes in links_in_second.items() if len(indexes) > 1}
+def _click_bursts(hits: Sequence[Hit]) -> set[Hit]:
+    """The click hits within BURST_SECONDS of a click on another link of the same delivery,
+    whether that click is in this chunk or already in the log. One query, none without
+    clicks."""
+    clicks = [hit for hit in hits if hit.kind == CLICK]
+    if not clicks:
+        return set()
+    by_delivery: dict[int, list[tuple[float, int]]] = defaultdict(list)
+    for hit in clicks:
+        by_delivery[hit.delivery_id].append((hit.at, hit.link_index))
+    for delivery_id, at, link_index in _logged_clicks(clicks):
+        by_delivery[delivery_id].append((at, link_index))
+    return {
+        hit
+        for hit in clicks
+        if any(
+            index != hit.link_index and abs(at - hit.at) <= BURST_SECONDS
+            for at, index in by_delivery[hit.delivery_id]
+        )
+    }
+
+
+def _logged_clicks(clicks: Sequence[Hit]) -> list[tuple[int, float, int]]:
+    """(delivery, time, link) of the log's clicks of these deliveries around these clicks.
+
+    Looks back no further than the chunk's earliest click less BURST_SECONDS (and ahead
+    no further than its latest plus that), so an index on the time reads those seconds'
+    clicks only, however old the log.
+    """
+    window = datetime.timedelta(seconds=BURST_SECONDS)
+    moments = [hit.at for hit in clicks]
+    since = datetime.datetime.fromtimestamp(min(moments), tz=datetime.UTC) - window
+    until = datetime.datetime.fromtimestamp(max(moments), tz=datetime.UTC) + window
+    rows = (
+        TrackingEvent.objects.filter(
+            campaign_id__in={hit.campaign_id for hit in clicks},
+            kind=Kind.CLICKED,
+            occurred_at__gte=since,
+            occurred_at__lte=until,
+            delivery_id__in={hit.delivery_id for hit in clicks},
+            link_index__isnull=False,
+        )
+        .values_list("delivery_id", "occurred_at", "link_index")
+        .order_by()
+    )
+    return [(delivery, at.timestamp(), index) for delivery, at, index in rows]
 
 
 def _machine_reason(hit: Hit, sent_at: datetime.datetime | None, bursts: set) -> str:
@@ -189,7 +233,7 @@ def _machine_reason(hit: Hit, sent_at: datetime.datetime | None, bursts: set) ->
         return reason
     if sent_at is not None and hit.at - sent_at.timestamp() < settings.STATS_SCANNER_SECONDS:
         return "clicked_right_after_sending"
-    if (hit.delivery_id, int(hit.at)) in bursts:
+    if hit in bursts:
         return "several_links_in_one_second"
     return ""
 

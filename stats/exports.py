@@ -65,10 +65,16 @@ def campaign_domains(campaign: Campaign, tz: datetime.tzinfo) -> Rows:
 
 
 def campaign_bounces(campaign: Campaign, tz: datetime.tzinfo) -> Rows:
-    summary = bounce_reports.summarise(bounce_reports.for_campaign(campaign))
-    yield ["class", "code", "count"]
-    for label, code, count in summary.by_reason:
-        yield [label, code, count]
+    """Bounces by reason (class and status code)."""
+    yield from bounce_reports.reason_rows(
+        bounce_reports.summarise(bounce_reports.for_campaign(campaign))
+    )
+
+
+def campaign_bounce_classes(campaign: Campaign, tz: datetime.tzinfo) -> Rows:
+    yield from bounce_reports.class_rows(
+        bounce_reports.summarise(bounce_reports.for_campaign(campaign))
+    )
 
 
 def campaign_unsubscribes(campaign: Campaign, tz: datetime.tzinfo) -> Rows:
@@ -77,13 +83,21 @@ def campaign_unsubscribes(campaign: Campaign, tz: datetime.tzinfo) -> Rows:
         yield [_time(row.occurred_at, tz), row.reason]
 
 
+def campaign_unsubscribe_reasons(campaign: Campaign, tz: datetime.tzinfo) -> Rows:
+    """The reasons table of the page: over the same latest unsubscribes it counts."""
+    yield ["reason", "people"]
+    yield from (list(row) for row in dashboards.reason_counts(dashboards.unsubscribes(campaign)))
+
+
 CAMPAIGN_TABLES: dict[str, Callable[[Campaign, datetime.tzinfo], Rows]] = {
     "numbers": campaign_numbers,
     "hourly": campaign_hourly,
     "links": campaign_links,
     "domains": campaign_domains,
     "bounces": campaign_bounces,
+    "bounce-classes": campaign_bounce_classes,
     "unsubscribes": campaign_unsubscribes,
+    "unsubscribe-reasons": campaign_unsubscribe_reasons,
 }
 
 
@@ -92,6 +106,17 @@ def list_daily(mailing_list: MailingList, tz: datetime.tzinfo) -> Rows:
     for row in dashboards.list_days(mailing_list, LIST_DAYS):
         yield [row.day.isoformat(), row.subscribed, row.confirmed, row.unsubscribed, row.bounced,
                row.complained, row.size]  # fmt: skip
+
+
+def list_engagement(mailing_list: MailingList, tz: datetime.tzinfo) -> Rows:
+    """The list page's Engagement table: its owner's campaigns sent to it, newest first."""
+    yield ["campaign", "started_at", "sent", "unique_human_opens", "open_rate",
+           "unique_human_clicks", "click_rate", "unsubscribes"]  # fmt: skip
+    for row in dashboards.list_engagement(mailing_list):
+        n = row.numbers
+        yield [row.campaign.name, _time(row.campaign.started_at, tz), n.stats.sent,
+               n.stats.unique_human_opens, _rate(n.open_rate), n.stats.unique_human_clicks,
+               _rate(n.click_rate), n.stats.unsubscribes]  # fmt: skip
 
 
 def overview_campaigns(user: object, tz: datetime.tzinfo) -> Rows:

@@ -315,8 +315,13 @@ class FailureReport(models.Model):
     parts_total = models.PositiveIntegerField(default=0)
     parts_done = models.PositiveIntegerField(default=0)
     result = models.JSONField(default=dict, blank=True)
+    # Why it failed, in words its reader can act on (the workers' log has the traceback).
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # When a part last finished: a report that stops moving is re-queued once, then failed
+    # (stats.reports.enforce_deadline).
+    progressed_at = models.DateTimeField(null=True, blank=True)
+    requeued_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

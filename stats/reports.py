@@ -15,6 +15,17 @@ request never counts them itself:
    same transaction; whichever part then sees every part done claims the merge with
    another conditional update (:func:`merge_if_complete`). No task waits for another, so
    adding workers makes the report faster, and a part that runs twice counts once.
+
+A report always ends, done or failed, never running for ever:
+
+- a part whose task fails for good (an error that is not transient, or its retries used
+  up) fails the report at once with a reason its reader can act on (:func:`fail_part`,
+  called by the task's failure hook);
+- a part whose message never runs (lost by the broker, its worker killed by a hard time
+  limit) is caught by :func:`enforce_deadline`: a report none of whose parts finished for
+  ``STALL_AFTER`` gets its unfinished parts queued once more, and fails if that does not
+  move it either. Beat runs the check every minute, and the progress poll of a report's
+  page runs it for that report.
 """
 
 from __future__ import annotations
@@ -42,6 +53,11 @@ MAX_PARTS = 256
 # The log is appended in time order give or take the drain's delay, so the id range is
 # searched for the period widened by this much; the parts still filter on occurred_at.
 LATE_ARRIVAL = datetime.timedelta(hours=6)
+# A part counts its events in seconds. A report with no part finished for this long, while
+# no other report's part finished either (so its parts are not just waiting behind another
+# report's on the queue), has lost its messages or its workers. Longer than a part may
+# run before the soft time limit stops it, which fails the report through the task.
+STALL_AFTER = datetime.timedelta(minutes=10)
 
 Counts = dict[str, dict]  # dimension -> key -> [failed, bounced]
 
@@ -200,7 +216,8 @@ def run_part(part_id: int) -> bool:
     counted twice, but the merge is still attempted in case the first run died before it.
     """
     part = FailureReportPart.objects.select_related("report").filter(id=part_id).first()
-    if part is None:
+    if part is None or part.report.status != FailureReport.Status.RUNNING:
+        # A re-queued copy of a part of a report that already ended: nothing to add.
         return False
     counted = False
     if not part.done:
@@ -218,7 +235,9 @@ def _mark_done(part: FailureReportPart, counts: Counts) -> bool:
             done=True, result=stored
         )
         if marked:
-            FailureReport.objects.filter(id=part.report_id).update(parts_done=F("parts_done") + 1)
+            FailureReport.objects.filter(id=part.report_id).update(
+                parts_done=F("parts_done") + 1, progressed_at=timezone.now()
+            )
     return bool(marked)
 
 
@@ -243,6 +262,122 @@ def merge_if_complete(report_id: int) -> bool:
         report.save(update_fields=["result", "status"])
     logger.info("failure report %s merged from %s parts", report_id, report.parts_total)
     return True
+
+
+# --- Ending a report that cannot finish --------------------------------------------------
+
+
+def fail(report_id: int, error: str) -> bool:
+    """Ends a running report as failed with ``error``, shown on its page.
+
+    Returns True for the caller that ended it; a report already done or failed is left
+    as it is (a conditional update, so two callers never both end it).
+    """
+    ended = FailureReport.objects.filter(id=report_id, status=FailureReport.Status.RUNNING).update(
+        status=FailureReport.Status.FAILED, error=error, finished_at=timezone.now()
+    )
+    if ended:
+        logger.warning("failure report %s failed: %s", report_id, error)
+    return bool(ended)
+
+
+def fail_part(part_id: int, exc: BaseException) -> bool:
+    """Fails the report of a part whose task failed for good; returns whether it did.
+
+    The reason names the error's class and first line (a lock timeout, a permission,
+    a time limit), not its traceback, which is in the worker's log.
+    """
+    part = FailureReportPart.objects.select_related("report").filter(id=part_id).first()
+    if part is None:
+        return False
+    first_line = (str(exc).strip().splitlines() or [""])[0][:200]
+    cause = f"{type(exc).__name__}: {first_line}" if first_line else type(exc).__name__
+    return fail(
+        part.report_id,
+        f"One of its {part.report.parts_total} parts could not be counted ({cause}). "
+        "Run it again; if it fails again, an operator will find the cause in the workers' log.",
+    )
+
+
+def _last_sign_of_life(report: FailureReport) -> datetime.datetime:
+    moments = (report.created_at, report.progressed_at, report.requeued_at)
+    return max(moment for moment in moments if moment is not None)
+
+
+def is_overdue(report: FailureReport, now: datetime.datetime | None = None) -> bool:
+    """Whether a running report has not moved for STALL_AFTER (no query)."""
+    now = now or timezone.now()
+    running = report.status == FailureReport.Status.RUNNING
+    return running and _last_sign_of_life(report) < now - STALL_AFTER
+
+
+def enforce_deadline(report_id: int, now: datetime.datetime | None = None) -> str:
+    """Re-queues the unfinished parts of a stalled report once, and fails it the next time.
+
+    Stalled: running, nothing of it moved for STALL_AFTER (no part finished, not made or
+    re-queued since), and no part of any other report finished meanwhile either: while
+    the ``stats`` workers finish other parts, this report's may only be waiting behind
+    them. Returns "requeued", "failed" or "" (nothing to do). The parts are queued after
+    commit; a part that runs twice counts once.
+    """
+    from stats import tasks
+
+    now = now or timezone.now()
+    cutoff = now - STALL_AFTER
+    report = FailureReport.objects.filter(id=report_id).first()
+    if report is None or not is_overdue(report, now):
+        return ""
+    if FailureReport.objects.filter(progressed_at__gte=cutoff).exclude(id=report_id).exists():
+        return ""
+    missing = report.parts_total - report.parts_done
+    if report.requeued_at is None:
+        with transaction.atomic():
+            claimed = FailureReport.objects.filter(
+                id=report_id, status=FailureReport.Status.RUNNING, requeued_at__isnull=True
+            ).update(requeued_at=now)
+            if not claimed:
+                return ""
+            parts = FailureReportPart.objects.filter(report_id=report_id).order_by("id")
+            again = list(parts.filter(done=False).values_list("id", flat=True))
+            # Every part counted but no merge (its worker died in between): running any
+            # part again merges.
+            for part_id in again or parts.values_list("id", flat=True)[:1]:
+                tasks.run_failure_report_part.delay_on_commit(part_id)
+        logger.warning("failure report %s stalled: %s parts queued again", report_id, missing)
+        return "requeued"
+    minutes = int(STALL_AFTER.total_seconds() // 60)
+    error = (
+        f"{missing} of its {report.parts_total} parts did not finish, even queued a second "
+        f"time: no worker counted anything for {minutes} minutes. Check that a worker "
+        "consumes the stats queue, then run it again."
+    )
+    return "failed" if fail(report_id, error) else ""
+
+
+def enforce_deadlines(now: datetime.datetime | None = None) -> dict[str, int]:
+    """enforce_deadline for every running report; returns how many were re-queued / failed."""
+    done: dict[str, int] = {"requeued": 0, "failed": 0}
+    running = FailureReport.objects.filter(status=FailureReport.Status.RUNNING)
+    for report_id in running.values_list("id", flat=True):
+        outcome = enforce_deadline(report_id, now)
+        if outcome:
+            done[outcome] += 1
+    return done
+
+
+def run_again(report: FailureReport, requested_by: object) -> FailureReport:
+    """A new report over the same period and scope as an ended one (see request_report).
+
+    Raises ReportRefused while the report is still running.
+    """
+    if report.status == FailureReport.Status.RUNNING:
+        raise ReportRefused("This report is still being counted.")
+    return request_report(
+        account=report.account,
+        requested_by=requested_by,
+        start=report.period_start,
+        end=report.period_end,
+    )
 
 
 def merge_counts(part_results: Iterable[dict]) -> Counts:

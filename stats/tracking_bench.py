@@ -1,7 +1,21 @@
 """The tracking benchmark (``manage.py bench_tracking``): real gunicorn workers on the
 configured database and Redis, a load generator in another process mixing opens and
 clicks over many recipients, then the drain until the buffer is empty, and a count of
-what reached the log. Everything it creates is deleted at the end."""
+what reached the log. Everything it creates is deleted at the end.
+
+It measures the Redis buffer, so it refuses to run without one (REDIS_URL unset, or Redis
+not answering): hits would go straight to the database and the numbers would mean
+something else.
+
+Counting: a hit's time is taken once per request, to the microsecond, and kept as the
+event's ``occurred_at``. So one hit written twice is two identical rows of (delivery,
+kind, link, time), while two requests for the same path are two different rows. The
+log's distinct hits against the answers the load generator got give ``lost`` and
+``duplicated`` separately. The Python load generator waits for every answer, so with it
+the comparison is exact; wrk abandons the requests in flight at its deadline (at most
+one per connection), whose hits may still be kept: those show as ``kept_unanswered``
+and could hide as many lost ones (``count_exact`` says which client was used).
+"""
 
 from __future__ import annotations
 
@@ -20,6 +34,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+import redis
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection
@@ -30,6 +45,7 @@ from campaigns.models import Campaign
 from lists.models import MailingList, Subscriber, Subscription
 from sending.models import Delivery
 from stats import drain, tracking
+from stats.bench_processes import child_env
 from stats.models import (
     CampaignDomainStats,
     CampaignHourlyStats,
@@ -45,6 +61,25 @@ LINKS = 5
 # Threads per gunicorn worker: keep-alive connections need the threaded worker; more
 # threads than two only queue on the GIL.
 THREADS = int(os.environ.get("BENCH_TRACKING_THREADS", "2"))
+
+
+class NotMeasurable(RuntimeError):
+    """The benchmark cannot measure what it claims to here (no Redis buffer)."""
+
+
+def check_buffer() -> None:
+    """Raises NotMeasurable unless the tracking endpoints would buffer hits in Redis."""
+    client = tracking.buffer_client()
+    if client is None:
+        raise NotMeasurable(
+            "bench_tracking measures the Redis buffer of the tracking endpoints, and "
+            "REDIS_URL is not set: hits would be written straight to the database. "
+            "Set REDIS_URL and run it again."
+        )
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        raise NotMeasurable(f"Redis at REDIS_URL does not answer ({exc}).") from exc
 
 
 @dataclass
@@ -107,7 +142,7 @@ def free_port() -> int:
 
 
 def start_gunicorn(port: int, workers: int, log: Path) -> subprocess.Popen:
-    env = {**os.environ, "ALLOWED_HOSTS": ",".join([*settings.ALLOWED_HOSTS, "127.0.0.1"])}
+    env = child_env(ALLOWED_HOSTS=",".join([*settings.ALLOWED_HOSTS, "127.0.0.1"]))
     command = [
         sys.executable, "-m", "gunicorn", "mailpanel.wsgi:application",
         "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--worker-class", "gthread",
@@ -175,6 +210,13 @@ def drain_all(report: Callable[[str], None]) -> float:
     return time.monotonic() - started
 
 
+def count_log(campaign_id: int) -> tuple[int, int]:
+    """(events, distinct hits) of the campaign in the log (see the module's docstring)."""
+    events = TrackingEvent.objects.filter(campaign_id=campaign_id)
+    hits = events.values("delivery_id", "kind", "link_index", "occurred_at").distinct()
+    return events.count(), hits.count()
+
+
 def clean_up(setup: Setup) -> None:
     campaign_id = setup.campaign.pk
     with connection.cursor() as cursor:
@@ -192,6 +234,7 @@ def run(
     seconds: float, recipients: int, connections: int, client: str, report: Callable[[str], None]
 ) -> dict:
     """Sets up, loads, drains, counts and cleans up; returns the measurements."""
+    check_buffer()
     if client == "auto":
         client = "wrk" if shutil.which("wrk") else "python"
     folder = Path(tempfile.mkdtemp(prefix="bench-tracking-"))
@@ -209,7 +252,7 @@ def run(
         finally:
             stop(server)
         drain_seconds = drain_all(report)
-        in_log = TrackingEvent.objects.filter(campaign_id=setup.campaign.pk).count()
+        in_log, distinct = count_log(setup.campaign.pk)
     finally:
         clean_up(setup)
         shutil.rmtree(folder, ignore_errors=True)
@@ -220,11 +263,13 @@ def run(
         "p99_ms": result["p99_ms"],
         "accepted": accepted,
         "in_log": in_log,
-        # A load generator stopping at its deadline drops answers still in flight whose
-        # hits were kept: the log may hold a few more than were answered, never fewer.
-        "lost": max(0, accepted - in_log),
+        "distinct_in_log": distinct,
+        "lost": max(0, accepted - distinct),
+        "duplicated": in_log - distinct,
+        "kept_unanswered": max(0, distinct - accepted),
+        "count_exact": client == "python",
         "errors": result["errors"] + warm_up["errors"],
         "drain_seconds": round(drain_seconds, 2),
         "client": client,
-        "buffer": "redis" if tracking.buffer_client() else "database",
+        "buffer": "redis",
     }

@@ -24,6 +24,11 @@ urlpatterns = [
     ),
     path("lists/<uuid:list_uuid>/", views.list_stats, name="list"),
     path("lists/<uuid:list_uuid>/export/", views.list_export, name="list-export"),
+    path(
+        "lists/<uuid:list_uuid>/export/engagement/",
+        views.list_engagement_export,
+        name="list-engagement-export",
+    ),
     path("subscribers/<uuid:subscriber_id>/", views.subscriber_timeline, name="subscriber"),
     path(
         "subscribers/<uuid:subscriber_id>/export/",
@@ -33,6 +38,7 @@ urlpatterns = [
     path("reports/", views.report_index, name="report-index"),
     path("reports/<uuid:report_id>/", views.report_detail, name="report-detail"),
     path("reports/<uuid:report_id>/progress/", views.report_progress, name="report-progress"),
+    path("reports/<uuid:report_id>/rerun/", views.report_rerun, name="report-rerun"),
     path(
         "reports/<uuid:report_id>/export/<slug:dimension>/",
         views.report_export,

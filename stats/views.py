@@ -12,8 +12,9 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from bounces import reports as bounce_reports
 from campaigns.merge import MergeError
 from campaigns.sandbox import framed_preview
 from lists.models import MailingList
@@ -123,17 +124,26 @@ def campaign_links_document(request: HttpRequest, campaign_id: uuid.UUID) -> Htt
     return framed_preview(html)
 
 
+def _bounce_class_chart(summary: bounce_reports.Summary) -> object:
+    return charts.bar_chart(
+        "Bounces by class",
+        [label for _, label, _ in summary.by_class],
+        [charts.Series("Bounces", [count for _, _, count in summary.by_class])],
+        height=200,
+    )
+
+
 @login_required
 @require_GET
 def campaign_bounces(request: HttpRequest, campaign_id: uuid.UUID) -> HttpResponse:
-    from bounces import reports as bounce_reports
-
     found = access.get_campaign(request, campaign_id)
     unsubscribes = dashboards.unsubscribes(found)
+    summary = bounce_reports.summarise(bounce_reports.for_campaign(found))
     context = {
         "campaign": found,
         "numbers": dashboards.key_numbers(found),
-        "summary": bounce_reports.summarise(bounce_reports.for_campaign(found)),
+        "summary": summary,
+        "class_chart": _bounce_class_chart(summary) if summary.total else None,
         "unsubscribes": unsubscribes,
         "reasons": dashboards.reason_counts(unsubscribes),
     }
@@ -170,6 +180,22 @@ def _growth_charts(rows: list) -> tuple[object, object]:
     return size, flows
 
 
+def _short(name: str, length: int = 18) -> str:
+    return name if len(name) <= length else name[: length - 1] + "…"
+
+
+def _engagement_chart(rows: list[dashboards.EngagementRow]) -> object:
+    oldest_first = list(reversed(rows))
+    return charts.bar_chart(
+        "Opened and clicked by people, per cent of those sent to",
+        [_short(row.campaign.name) for row in oldest_first],
+        [
+            charts.Series("Opened", [round(100 * r.numbers.open_rate, 1) for r in oldest_first]),
+            charts.Series("Clicked", [round(100 * r.numbers.click_rate, 1) for r in oldest_first]),
+        ],
+    )
+
+
 @login_required
 @require_GET
 def list_stats(request: HttpRequest, list_uuid: uuid.UUID) -> HttpResponse:
@@ -177,6 +203,8 @@ def list_stats(request: HttpRequest, list_uuid: uuid.UUID) -> HttpResponse:
     days = _days(request)
     rows = dashboards.list_days(mailing_list, days)
     size_chart, flow_chart = _growth_charts(rows)
+    # Campaigns are the owner's: a delegate sees the list's numbers, not the campaigns.
+    engagement = dashboards.list_engagement(mailing_list) if role == "owner" else None
     context = {
         "mailing_list": mailing_list,
         "role": role,
@@ -187,8 +215,8 @@ def list_stats(request: HttpRequest, list_uuid: uuid.UUID) -> HttpResponse:
         "has_data": any(r.size or r.subscribed or r.unsubscribed for r in rows),
         "size_chart": size_chart,
         "flow_chart": flow_chart,
-        # Campaigns are the owner's: a delegate sees the list's numbers, not the campaigns.
-        "campaigns": dashboards.list_campaigns(mailing_list) if role == "owner" else None,
+        "engagement": engagement,
+        "engagement_chart": _engagement_chart(engagement) if engagement else None,
     }
     return render(request, "stats/list.html", context)
 
@@ -199,6 +227,17 @@ def list_export(request: HttpRequest, list_uuid: uuid.UUID) -> HttpResponse:
     mailing_list, _ = access.get_list(request, list_uuid)
     rows = exports.list_daily(mailing_list, request.user.tzinfo())
     return exports.response(rows, f"{mailing_list.name}-daily")
+
+
+@login_required
+@require_GET
+def list_engagement_export(request: HttpRequest, list_uuid: uuid.UUID) -> HttpResponse:
+    mailing_list, role = access.get_list(request, list_uuid)
+    if role != "owner":
+        # The page shows delegates no campaigns (they may reach lists the delegate cannot).
+        raise Http404("No such table")
+    rows = exports.list_engagement(mailing_list, request.user.tzinfo())
+    return exports.response(rows, f"{mailing_list.name}-engagement")
 
 
 # --- A subscriber ------------------------------------------------------------------------------
@@ -264,9 +303,29 @@ def report_detail(request: HttpRequest, report_id: uuid.UUID) -> HttpResponse:
 @login_required
 @require_GET
 def report_progress(request: HttpRequest, report_id: uuid.UUID) -> HttpResponse:
-    """The progress box alone, polled by htmx while the report runs."""
+    """The progress box alone, polled by htmx while the report runs.
+
+    A report that stopped moving is dealt with here too (re-queued once, then failed), so
+    its reader sees it end even when beat is not running.
+    """
     report = access.get_report(request, report_id)
+    if reports.is_overdue(report):
+        reports.enforce_deadline(report.id)
+        report.refresh_from_db()
     return render(request, "stats/_report_progress.html", _report_context(report))
+
+
+@login_required
+@require_POST
+def report_rerun(request: HttpRequest, report_id: uuid.UUID) -> HttpResponse:
+    report = access.get_report(request, report_id)
+    try:
+        again = reports.run_again(report, requested_by=request.user)
+    except reports.ReportRefused as refused:
+        messages.error(request, str(refused))
+        return redirect("stats:report-detail", report.uuid)
+    messages.success(request, "The report is being counted again; this page follows it.")
+    return redirect("stats:report-detail", again.uuid)
 
 
 def _report_context(report: object) -> dict:

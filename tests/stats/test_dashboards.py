@@ -242,9 +242,12 @@ def test_list_page_charts_growth_per_day(client, world, owner) -> None:  # noqa:
     )
     client.force_login(owner)
     page = client.get(reverse("stats:list", args=[world["shared"].uuid])).content.decode()
-    assert page.count("<svg") == 2
+    assert page.count("<svg") == 3
     assert "List size per day" in page
     assert world["campaign"].name in page  # the owner sees the list's campaigns
+    # Its engagement as a picture too: 245 and 49 people of 980 sent.
+    assert "Opened and clicked by people, per cent of those sent to</title>" in page
+    assert ": Opened 25</title>" in page and ": Clicked 5</title>" in page
 
 
 @pytest.mark.django_db

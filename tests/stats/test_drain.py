@@ -157,3 +157,41 @@ def test_hits_of_unknown_deliveries_or_unreadable_hits_are_dropped(sent) -> None
     ]
     assert drain.write_chunk("odd-chunk", raw) == 1
     assert TrackingEvent.objects.get().delivery_id == delivery_id
+
+
+# --- Scanners: several links of one mail within a second -----------------------------------
+
+
+def click(sent, delivery: int, link: int, at: float) -> tracking.Hit:  # noqa: ANN001
+    return tracking.Hit("c", sent.campaign.id, sent.deliveries[delivery].id, link, at,
+                        BROWSER, "", "")  # fmt: skip
+
+
+@pytest.mark.redis
+def test_a_burst_cut_between_two_drains_is_still_a_scanner(sent, buffer) -> None:  # noqa: ANN001
+    at = 1_900_000_000.9
+    buffer.rpush(tracking.BUFFER_KEY, click(sent, 0, 1, at).encode())
+    assert drain.drain() == 1
+    # The burst's second click comes in the next chunk, with a person's click a while later.
+    for hit in (click(sent, 0, 2, at + 0.3), click(sent, 0, 1, at + 30)):
+        buffer.rpush(tracking.BUFFER_KEY, hit.encode())
+    assert drain.drain() == 2
+    flags = list(TrackingEvent.objects.order_by("occurred_at").values_list("link_index", "machine"))
+    # The first click was written before the rest came, and the log is append-only.
+    assert flags == [(1, False), (2, True), (1, False)]
+    assert TrackingEvent.objects.get(machine=True).details["machine"] == (
+        "several_links_in_one_second"
+    )
+
+
+@pytest.mark.usefixtures("redis_down")
+def test_a_burst_written_hit_by_hit_while_redis_is_down_is_a_scanner(sent) -> None:  # noqa: ANN001
+    at = 1_900_000_000.5
+    for hit in (click(sent, 0, 1, at), click(sent, 0, 2, at + 0.2), click(sent, 1, 2, at + 0.2),
+                click(sent, 0, 1, at + 5)):  # fmt: skip
+        assert tracking.take(hit) == "database"
+    flags = list(
+        TrackingEvent.objects.order_by("id").values_list("delivery_id", "link_index", "machine")
+    )
+    first, second = sent.deliveries[0].id, sent.deliveries[1].id
+    assert flags == [(first, 1, False), (first, 2, True), (second, 2, False), (first, 1, False)]

@@ -16,7 +16,8 @@ from stats.models import CampaignDomainStats, FailureReport, ListDailyStats, Tra
 from tests.factories import MailingListFactory, SubscriptionFactory
 from tests.stats.dashboard_data import event, fill_rollups, sent_campaign
 
-CAMPAIGN_TABLES = ["numbers", "hourly", "links", "domains", "bounces", "unsubscribes"]
+CAMPAIGN_TABLES = ["numbers", "hourly", "links", "domains", "bounces", "bounce-classes",
+                   "unsubscribes", "unsubscribe-reasons"]  # fmt: skip
 DANGEROUS = ["=1+2", "+SUM(A1)", "-3", "@cmd", "\tlead", "\rlead"]
 
 
@@ -174,5 +175,64 @@ def test_failure_report_tables_export_when_done_and_only_to_their_account(
     assert FailureReport.objects.get(id=report.id).status == "done"
     rows = read_csv(client.get(url))
     assert rows[1] == ["'@evil.example", "'@evil.example", "0", "3", "3"]
+    client.force_login(stranger)
+    assert client.get(url).status_code == 404
+
+
+@pytest.mark.django_db
+def test_bounces_by_class_export_counts_each_class(client, owner) -> None:  # noqa: ANN001
+    from bounces import intake
+    from tests.bounces.returned import message, sent_to, verp_address
+
+    ann = sent_to(owner, "ann@reader.example")
+    bob = sent_to(owner, "bob@reader.example", campaign=ann.campaign)
+    cat = sent_to(owner, "cat@reader.example", campaign=ann.campaign)
+    for delivery, name in ((ann, "dsn_user_unknown.eml"), (bob, "dsn_user_unknown.eml"),
+                           (cat, "dsn_mailbox_full.eml")):  # fmt: skip
+        raw = message(name, recipient=delivery.subscriber.email)
+        intake.record_message(raw, source="pipe", envelope_recipient=verp_address(delivery))
+    client.force_login(owner)
+    url = reverse("stats:campaign-export", args=[ann.campaign.uuid, "bounce-classes"])
+    assert read_csv(client.get(url)) == [
+        ["class", "label", "count"], ["hard", "Hard bounce", "2"], ["soft", "Soft bounce", "1"],
+    ]  # fmt: skip
+    page = client.get(reverse("stats:campaign-bounces", args=[ann.campaign.uuid])).content.decode()
+    assert url in page
+    assert "Bounces by class</title>" in page and "Hard bounce: Bounces 2</title>" in page
+
+
+@pytest.mark.django_db
+def test_unsubscribe_reasons_export_is_the_pages_table(client, campaign, owner) -> None:  # noqa: ANN001
+    TrackingEvent.objects.bulk_create(
+        event("unsubscribed", account_id=owner.id, campaign_id=campaign.id,
+              details={"reason": reason})
+        for reason in ["Too many mails", "Too many mails", "", "=1+1"]
+    )  # fmt: skip
+    client.force_login(owner)
+    rows = read_csv(
+        client.get(reverse("stats:campaign-export", args=[campaign.uuid, "unsubscribe-reasons"]))
+    )
+    assert rows == [
+        ["reason", "people"], ["Too many mails", "2"], ["(no reason given)", "1"], ["'=1+1", "1"],
+    ]  # fmt: skip
+
+
+@pytest.mark.django_db
+def test_list_engagement_export_is_the_owners_alone(
+    client, campaign, owner, delegate, stranger
+) -> None:  # noqa: ANN001, E501
+    shared = MailingListFactory(owner=owner)
+    campaign.lists.set([shared])
+    ListRole.objects.create(mailing_list=shared, user=delegate, role="viewer")
+    url = reverse("stats:list-engagement-export", args=[shared.uuid])
+    client.force_login(owner)
+    rows = read_csv(client.get(url))
+    assert rows[0][:5] == ["campaign", "started_at", "sent", "unique_human_opens", "open_rate"]
+    assert rows[1][0] == campaign.name and rows[1][2:7] == ["980", "245", "0.2500", "49", "0.0500"]
+    page = client.get(reverse("stats:list", args=[shared.uuid])).content.decode()
+    assert url in page
+    # A delegate sees the list's numbers but not the owner's campaigns, on the page or here.
+    client.force_login(delegate)
+    assert client.get(url).status_code == 404
     client.force_login(stranger)
     assert client.get(url).status_code == 404

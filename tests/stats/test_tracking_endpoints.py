@@ -138,7 +138,9 @@ def test_lists_with_tracking_off_get_no_pixel_and_no_tracked_links(owner) -> Non
     assert "tracking." not in campaign.frozen_html
     assert 'href="https://example.com/a"' in campaign.frozen_html
     assert not Link.objects.filter(campaign=campaign).exists()
-    # One list that tracks is enough: its owner asked for it.
+    # With one list that tracks, the frozen document keeps its tracking; the sending
+    # engine leaves it out for each recipient on a list without it
+    # (tests/sending/test_tracking_per_recipient.py).
     loud = MailingListFactory(owner=owner)
     tracked = CampaignFactory(account=owner, lists=[quiet, loud])
     freezing.freeze(tracked)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from stats import tracking_bench
 
@@ -19,7 +19,10 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, seconds: float, recipients: int, connections: int,
                client: str, **options: Any) -> None:  # fmt: skip
-        result = tracking_bench.run(
-            seconds, recipients, connections, client, lambda line: self.stderr.write(line)
-        )
+        try:
+            result = tracking_bench.run(
+                seconds, recipients, connections, client, lambda line: self.stderr.write(line)
+            )
+        except tracking_bench.NotMeasurable as refused:
+            raise CommandError(str(refused)) from refused
         self.stdout.write(json.dumps(result))
