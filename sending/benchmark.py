@@ -25,7 +25,7 @@ from lists import planner
 from lists.models import MailingList, Subscriber, Subscription
 from mailpanel.lib import encryption
 from sending import dkim
-from sending.models import Delivery, Relay, SendingDomain
+from sending.models import Delivery, Relay, SendBatch, SendingDomain
 
 FINAL = ("sent", "failed", "unknown", "skipped")
 
@@ -216,12 +216,23 @@ def run(recipients: int, smtp: str, dkim_algorithm: str, workers: int, log_dir: 
             peak_rss = peak_pss = 0.0
             done = 0
             deadline = time.monotonic() + timeout
+            batches = SendBatch.objects.filter(campaign=campaign)
             while done < recipients:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"not done after {timeout}s; logs in {log_dir}")
                 time.sleep(0.5)
                 rss, pss = memory_mb([p.pid for p in processes[:-1]])
                 peak_rss, peak_pss = max(peak_rss, rss), max(peak_pss, pss)
+                if any(p.poll() is not None for p in processes):
+                    raise RuntimeError(f"a pipeline process exited; logs in {log_dir}")
+                # The batches say how far the send is, a few hundred rows; counting the
+                # deliveries (a scan of the campaign's rows) twice a second would take
+                # part of a core from the pipeline being measured. They are counted
+                # once no batch is open, and again while retries keep batches coming.
+                by_status = dict(batches.values_list("status").annotate(n=Count("id")).order_by())
+                if sum(n for s, n in by_status.items() if s != SendBatch.Status.DONE):
+                    progress(f"batches {by_status}")
+                    continue
                 counts = dict(
                     Delivery.objects.filter(campaign=campaign)
                     .values_list("status")
@@ -230,8 +241,6 @@ def run(recipients: int, smtp: str, dkim_algorithm: str, workers: int, log_dir: 
                 )
                 done = sum(counts.get(s, 0) for s in FINAL)
                 progress(f"{done}/{recipients} {counts}")
-                if any(p.poll() is not None for p in processes):
-                    raise RuntimeError(f"a pipeline process exited; logs in {log_dir}")
             # Failed and unknown deliveries have no sent_at: an aggregate skips them.
             times = Delivery.objects.filter(campaign=campaign).aggregate(
                 first=Min("sent_at"), last=Max("sent_at")

@@ -43,6 +43,7 @@ from django.utils import timezone
 from campaigns import freezing, links
 from campaigns.models import Campaign
 from lists.models import MailingList, Subscriber, Subscription
+from sending.benchmark import add_domain
 from sending.models import Delivery
 from stats import drain, tracking
 from stats.bench_processes import child_env
@@ -107,10 +108,12 @@ def create(recipients: int) -> Setup:
         f'<p><a href="https://example.com/s/{n}">Story {n}</a></p>' for n in range(LINKS)
     )
     campaign = Campaign.objects.create(
-        account=account, name="Tracking benchmark", subject="Bench", from_email="b@example.com",
-        body=body, body_format=Campaign.BodyFormat.HTML,
+        account=account, name="Tracking benchmark", subject="Bench",
+        from_email="news@bench.example.com", body=body, body_format=Campaign.BodyFormat.HTML,
     )  # fmt: skip
     campaign.lists.set([mailing_list])
+    # Production settings freeze only campaigns from a verified sending domain.
+    add_domain(account, "none")
     freezing.freeze(campaign)
     Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.SENT)
     sent_at = timezone.now() - timedelta(hours=1)
