@@ -41,7 +41,7 @@ from django.db.models import F, Q
 from django.db.models.functions import Lower
 from django.utils import timezone
 
-from lists import addresses, csvfiles, planner, subscriptions
+from lists import addresses, csvfiles, import_turns, planner, subscriptions
 from lists.models import (
     BlocklistEntry,
     CustomField,
@@ -378,19 +378,31 @@ def _import(
         # Closed before the file is: the parsing thread stops first, whatever ends the run.
         ahead = contextlib.closing(_ahead(_chunks(records, plan, seen, chunk_rows), lease.beat))
         with ahead as chunks:
-            for done, chunk in enumerate(chunks, start=1):
+
+            def commit(chunk: Chunk, wait_for_turn: Callable[[], None]) -> None:
                 _drop_blocked(chunk, blocked_for)
                 drop_erased(chunk)
                 with transaction.atomic():
                     counts = write(job, chunk)
+                    # The rows above are the chunk's own; what follows is shared with the
+                    # other chunks (the job's row, the list's counts): one chunk at a time.
+                    wait_for_turn()
                     # Raises LeaseLost, rolling the chunk back, if another run owns the job.
                     _save_progress(job, chunk, counts, lease)
                     _queue_confirmations(counts.pending_ids)
                     # Last: it locks the list's row until COMMIT (concurrent signups wait).
                     _count_new_subscriptions(job, counts.imported)
+
+            def committed(_: None) -> None:
                 if progress is not None:
                     job.refresh_from_db()
                     progress(job)
+
+            if import_turns.usable():
+                return import_turns.write_in_turn(chunks, commit, committed, max_chunks)
+            for done, chunk in enumerate(chunks, start=1):
+                commit(chunk, lambda: None)
+                committed(None)
                 if max_chunks is not None and done >= max_chunks:
                     return False
     return True
@@ -752,6 +764,10 @@ def _write_postgres(job: ImportJob, chunk: Chunk) -> Counts:
     dumps = json.dumps
     with connection.cursor() as cursor:
         planner.defer_search_index_upkeep(cursor)
+        # The chunk's COMMIT does not wait for its WAL flush. Safe here: the job's progress
+        # commits in the same transaction, so a server crash that loses the chunk loses
+        # its progress too, and the resumed run writes it again.
+        cursor.execute("SET LOCAL synchronous_commit = off")
         cursor.execute(PG_TEMP)
         with cursor.cursor.copy(
             "COPY import_chunk (line, email, email_key, domain, name, fields) FROM STDIN"

@@ -214,8 +214,10 @@ class Subscription(models.Model):
         API = "api", "API"
         PANEL = "panel", "Panel"
 
+    # No index of its own: the unique (list, subscriber) constraint's index starts with it,
+    # and every imported or signed-up row would pay for a second one.
     mailing_list = models.ForeignKey(
-        MailingList, on_delete=models.CASCADE, related_name="subscriptions"
+        MailingList, on_delete=models.CASCADE, related_name="subscriptions", db_index=False
     )
     subscriber = models.ForeignKey(
         Subscriber, on_delete=models.CASCADE, related_name="subscriptions"
