@@ -43,24 +43,27 @@ class Turns:
     def __init__(self) -> None:
         self._changed = threading.Condition()
         self._next = 0
-        self._failed = False
+        self._failed: int | None = None  # the first chunk that failed
+
+    def _behind_failure(self, n: int) -> bool:
+        return self._failed is not None and self._failed < n
 
     def wait(self, n: int) -> None:
         """Returns when every chunk before n has committed; raises TurnAbandoned if one
-        of them failed."""
+        of them failed. A failure behind n does not concern it: n still commits."""
         with self._changed:
-            self._changed.wait_for(lambda: self._failed or self._next == n)
-            if self._failed:
-                raise TurnAbandoned(f"a chunk before chunk {n} failed")
+            self._changed.wait_for(lambda: self._next == n or self._behind_failure(n))
+            if self._next != n:
+                raise TurnAbandoned(f"chunk {self._failed}, before chunk {n}, failed")
 
     def done(self, n: int) -> None:
         with self._changed:
             self._next = n + 1
             self._changed.notify_all()
 
-    def fail(self) -> None:
+    def fail(self, n: int) -> None:
         with self._changed:
-            self._failed = True
+            self._failed = n if self._failed is None else min(self._failed, n)
             self._changed.notify_all()
 
 
@@ -109,7 +112,7 @@ def _in_turn(turns: Turns, n: int, chunk: T, write: Callable[[T, Callable[[], No
     try:
         result = write(chunk, lambda: turns.wait(n))
     except BaseException:
-        turns.fail()
+        turns.fail(n)
         raise
     turns.done(n)
     return result
@@ -136,7 +139,12 @@ def _drain(pending: deque[Future], on_committed: Callable[[R], None]) -> None:
 
 @contextmanager
 def _writers() -> Iterator[Callable[[Callable[[], R]], Future]]:
-    """WRITERS threads taking work from one queue; yields the function that submits."""
+    """WRITERS threads taking work from one queue; yields the function that submits.
+
+    Not a ThreadPoolExecutor: each thread must close its own database connection when
+    the import ends (Django's connections are per thread), and an executor has no hook
+    that runs in every worker thread on shutdown.
+    """
     work: queue.SimpleQueue = queue.SimpleQueue()
 
     def serve() -> None:

@@ -394,9 +394,9 @@ def _import(
                     _count_new_subscriptions(job, counts.imported)
 
             def committed(_: None) -> None:
+                # A fresh copy: the writer threads are still reading ``job``.
                 if progress is not None:
-                    job.refresh_from_db()
-                    progress(job)
+                    progress(ImportJob.objects.get(pk=job.pk))
 
             if import_turns.usable():
                 return import_turns.write_in_turn(chunks, commit, committed, max_chunks)

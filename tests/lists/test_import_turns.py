@@ -58,34 +58,59 @@ def test_a_failed_chunk_calls_off_the_one_behind_it_and_its_error_is_raised() ->
     assert committed == []
 
 
+def test_a_chunk_failing_while_the_one_ahead_is_written_lets_that_one_commit() -> None:
+    # Chunk 1 fails while chunk 0 is still writing: chunk 0 is ahead of the failure and
+    # commits; the error raised is chunk 1's own, not a called-off turn.
+    chunk_1_failed = threading.Event()
+    committed: list[int] = []
+
+    def write(n: int, wait_for_turn) -> int:  # noqa: ANN001
+        if n == 1:
+            chunk_1_failed.set()
+            raise RuntimeError("chunk 1 broke")
+        if n == 0:
+            assert chunk_1_failed.wait(5)
+        wait_for_turn()
+        committed.append(n)
+        return n
+
+    told: list[int] = []
+    with pytest.raises(RuntimeError, match="chunk 1 broke"):
+        import_turns.write_in_turn(iter(range(5)), write, told.append)
+    assert committed == [0]
+    assert told == [0]
+
+
+def _committing(committed: list[int]):  # noqa: ANN202
+    """A chunk writer that only takes its turn and notes its commit."""
+
+    def write(n: int, wait_for_turn) -> int:  # noqa: ANN001
+        wait_for_turn()
+        committed.append(n)
+        return n
+
+    return write
+
+
 def test_a_failing_chunk_source_lets_the_chunks_ahead_of_it_commit() -> None:
     def chunks():  # noqa: ANN202
         yield from range(3)
         raise ValueError("line 61: unreadable file")
 
     committed: list[int] = []
-
-    def write(n: int, wait_for_turn) -> int:  # noqa: ANN001
-        wait_for_turn()
-        committed.append(n)
-        return n
-
     told: list[int] = []
     with pytest.raises(ValueError, match="unreadable"):
-        import_turns.write_in_turn(chunks(), write, told.append)
+        import_turns.write_in_turn(chunks(), _committing(committed), told.append)
     assert committed == [0, 1, 2]
     assert told == [0, 1, 2]
 
 
 def test_max_chunks_stops_after_that_many_commits() -> None:
     committed: list[int] = []
-
-    def write(n: int, wait_for_turn) -> int:  # noqa: ANN001
-        wait_for_turn()
-        committed.append(n)
-        return n
-
-    assert import_turns.write_in_turn(iter(range(10)), write, lambda n: None, 3) is False
+    finished = import_turns.write_in_turn(
+        iter(range(10)), _committing(committed), lambda n: None, 3
+    )
+    assert finished is False
     assert committed == [0, 1, 2]
 
 
