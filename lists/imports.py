@@ -58,6 +58,7 @@ logger = logging.getLogger(__name__)
 Status = ImportJob.Status
 CHUNK_ROWS = 20_000
 STALE_AFTER = ImportJob.STALE_AFTER
+MAX_AUTO_RESUMES = ImportJob.MAX_AUTO_RESUMES
 INACTIVE = {
     Subscription.Status.UNSUBSCRIBED: "skipped: unsubscribed from this list earlier",
     Subscription.Status.BOUNCED: "skipped: this address bounced on this list",
@@ -187,7 +188,11 @@ def start(
 
     with transaction.atomic():
         updated = ImportJob.objects.filter(id=job.id, status=Status.UPLOADED).update(
-            mapping=mapping, mode=mode, existing=existing, status=Status.QUEUED
+            mapping=mapping,
+            mode=mode,
+            existing=existing,
+            status=Status.QUEUED,
+            queued_at=timezone.now(),
         )
         if updated and enqueue:
             transaction.on_commit(lambda: tasks.run_import.delay(job.id))
@@ -199,23 +204,41 @@ def is_interrupted(job: ImportJob) -> bool:
     return job.is_interrupted
 
 
-def resume(job: ImportJob) -> bool:
+def resume(job: ImportJob, *, automatic: bool = False) -> bool:
     """Queues an interrupted or failed job again; it continues after its last chunk.
 
     Returns False when the job is not resumable (still alive, done, or not started).
     The job's lease is cleared with it: should the old run still be alive after all
     (stalled, not dead), its next heartbeat or chunk finds the job no longer its own
     and it stops, its unfinished chunk rolled back; the new run takes a lease of its own.
+
+    ``automatic`` is lists.job_recovery resuming a job whose worker died: only an
+    interrupted job (a failed one failed for a reason a new run would meet again), and
+    only MAX_AUTO_RESUMES times, so a file that kills its worker every time is left for
+    the owner to look at instead of killing workers forever.
     """
     from lists import tasks
 
     stale = timezone.now() - STALE_AFTER
-    resumable = Q(status=Status.FAILED) | Q(status=Status.RUNNING, heartbeat_at__lt=stale)
+    interrupted = Q(status=Status.RUNNING, heartbeat_at__lt=stale)
+    if automatic:
+        resumable = interrupted & Q(auto_resumes__lt=MAX_AUTO_RESUMES)
+        counted = {"auto_resumes": F("auto_resumes") + 1}
+    else:
+        resumable = Q(status=Status.FAILED) | interrupted
+        counted = {}
     with transaction.atomic():
         updated = (
             ImportJob.objects.filter(id=job.id)
             .filter(resumable)
-            .update(status=Status.QUEUED, error="", finished_at=None, lease=None)
+            .update(
+                status=Status.QUEUED,
+                error="",
+                finished_at=None,
+                lease=None,
+                queued_at=timezone.now(),
+                **counted,
+            )
         )
         if updated:
             transaction.on_commit(lambda: tasks.run_import.delay(job.id))

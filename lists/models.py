@@ -459,6 +459,10 @@ class ImportJob(models.Model):
     # The run that owns the job: set when a run claims it, cleared when it is queued again.
     # A run writes (chunks, heartbeats, the end) only while this is still its own token.
     lease = models.UUIDField(null=True, blank=True, editable=False)
+    # When its task message was last sent (lists.job_recovery sends it again if lost), and
+    # how often mailpanel resumed it on its own after its worker died.
+    queued_at = models.DateTimeField(null=True, blank=True)
+    auto_resumes = models.PositiveSmallIntegerField(default=0)
 
     objects = ListJobQuerySet.as_manager()
 
@@ -471,6 +475,14 @@ class ImportJob(models.Model):
     # A running job beats every few seconds (lists.imports.HEARTBEAT_SECONDS), between and
     # during chunks; one silent for this long has lost its worker.
     STALE_AFTER = timedelta(minutes=1)
+    # How often lists.job_recovery resumes a job after its worker died, before it leaves
+    # the job interrupted for the owner: a file that kills its worker every time is not
+    # retried forever.
+    MAX_AUTO_RESUMES = 3
+
+    @property
+    def resumes_by_itself(self) -> bool:
+        return self.auto_resumes < self.MAX_AUTO_RESUMES
 
     @property
     def is_interrupted(self) -> bool:
@@ -549,6 +561,8 @@ class BulkJob(models.Model):
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Set when lists.job_recovery sends a lost task message again; until then, created_at.
+    queued_at = models.DateTimeField(null=True, blank=True)
 
     objects = ListJobQuerySet.as_manager()
 
@@ -600,6 +614,8 @@ class ExportJob(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # Set when lists.job_recovery sends a lost task message again; until then, created_at.
+    queued_at = models.DateTimeField(null=True, blank=True)
 
     objects = ExportJobQuerySet.as_manager()
 

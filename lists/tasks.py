@@ -10,8 +10,9 @@ from lists import imports, planner
 
 
 # A large import may run for a long time; it commits every chunk, so the task
-# limits only guard against a worker that hangs. An interrupted job is resumed
-# from the panel (its "Resume" button), not by a redelivered message.
+# limits only guard against a worker that hangs. An interrupted job is resumed by
+# lists.job_recovery (a few times) or from the panel (its "Resume" button), not by a
+# redelivered message.
 @shared_task(soft_time_limit=6 * 3600, time_limit=6 * 3600 + 300)
 def run_import(job_id: int) -> None:
     imports.run(job_id)
@@ -68,6 +69,14 @@ def run_export(job_id: int) -> None:
     from lists import exports
 
     exports.run_job(job_id)
+
+
+@shared_task
+def recover_jobs() -> None:
+    """Beat: resumes imports whose worker died, sends lost import/export/bulk messages again."""
+    from lists import job_recovery
+
+    job_recovery.recover()
 
 
 @shared_task

@@ -251,6 +251,8 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 3600.0,
     },
     "poll-bounce-mailboxes": {"task": "bounces.tasks.poll_mailboxes", "schedule": 60.0},
+    # Imports whose worker died resume; jobs whose task message was lost are sent again.
+    "recover-list-jobs": {"task": "lists.tasks.recover_jobs", "schedule": 60.0},
     # Tracking: buffered opens and clicks into the log; partitions ahead; list rollups.
     "drain-tracking-buffer": {"task": "stats.tasks.drain_tracking_buffer", "schedule": 2.0},
     "ensure-event-partitions": {"task": "stats.tasks.ensure_partitions", "schedule": 86400.0},
