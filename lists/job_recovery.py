@@ -19,10 +19,11 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Model, Q
+from celery import Task
+from django.db.models import Q
 from django.utils import timezone
 
-from lists import imports
+from lists import imports, tasks
 from lists.models import BulkJob, ExportJob, ImportJob
 
 logger = logging.getLogger(__name__)
@@ -45,7 +46,12 @@ def recover(now: datetime | None = None) -> Recovered:
     """Resumes imports whose worker died and sends lost task messages again."""
     now = now or timezone.now()
     resumed = resume_interrupted_imports()
-    republished = sum(republish_lost(model, now) for model in (ImportJob, ExportJob, BulkJob))
+    runners = (
+        (ImportJob, tasks.run_import),
+        (ExportJob, tasks.run_export),
+        (BulkJob, tasks.run_bulk_job),
+    )
+    republished = sum(republish_lost(model, task, now) for model, task in runners)
     if resumed or republished:
         logger.warning(
             "recovered list jobs: %s imports resumed, %s task messages sent again",
@@ -66,17 +72,12 @@ def resume_interrupted_imports() -> int:
     return sum(imports.resume(job, automatic=True) for job in interrupted[:BATCH])
 
 
-def republish_lost(model: type[Model], now: datetime) -> int:
-    """Sends the task message again for each job of ``model`` queued too long ago."""
-    from lists import tasks
-
-    task = {ImportJob: tasks.run_import, ExportJob: tasks.run_export, BulkJob: tasks.run_bulk_job}[
-        model
-    ]
+def republish_lost(model: type[ImportJob | ExportJob | BulkJob], task: Task, now: datetime) -> int:
+    """Sends ``task`` again for each job of ``model`` that has been queued too long."""
     cutoff = now - REPUBLISH_AFTER
     # A job never sent again counts from its creation (imports: from their start).
     waiting = Q(queued_at__lt=cutoff) | Q(queued_at__isnull=True, created_at__lt=cutoff)
-    due = model.objects.filter(waiting, status="queued")
+    due = model.objects.filter(waiting, status=model.Status.QUEUED)
     sent = 0
     for job_id in due.order_by("id").values_list("id", flat=True)[:BATCH]:
         # Claimed by moving queued_at on, so that two beats running by mistake do not
