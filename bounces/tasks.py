@@ -1,8 +1,11 @@
 from __future__ import annotations
 
-from celery import shared_task
+from datetime import timedelta
 
-from bounces import mailboxes
+from celery import shared_task
+from django.conf import settings
+
+from bounces import mailboxes, receipts
 
 
 @shared_task(ignore_result=True)
@@ -17,3 +20,9 @@ def poll_mailboxes() -> None:
 @shared_task(ignore_result=True, soft_time_limit=9 * 60, time_limit=9 * 60 + 30)
 def poll_mailbox(mailbox_id: int) -> None:
     mailboxes.poll(mailbox_id)
+
+
+@shared_task(ignore_result=True)
+def prune_provider_receipts() -> int:
+    """Beat: forgets ESP delivery-report receipts too old for the ESP to post them again."""
+    return receipts.prune(timedelta(days=settings.PROVIDER_RECEIPT_KEEP_DAYS))

@@ -251,6 +251,10 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 3600.0,
     },
     "poll-bounce-mailboxes": {"task": "bounces.tasks.poll_mailboxes", "schedule": 60.0},
+    "prune-provider-receipts": {
+        "task": "bounces.tasks.prune_provider_receipts",
+        "schedule": 86400.0,
+    },
     # Imports whose worker died resume; jobs whose task message was lost are sent again.
     "recover-list-jobs": {"task": "lists.tasks.recover_jobs", "schedule": 60.0},
     # Tracking: buffered opens and clicks into the log; partitions ahead; list rollups.
@@ -339,6 +343,9 @@ ANYMAIL = {
 AMAZON_SES_SNS_TOPIC_ARNS = env.list("AMAZON_SES_SNS_TOPIC_ARNS", default=[])
 # Check each SNS message's signature against the certificate SNS serves (fetched over HTTPS).
 AMAZON_SES_VERIFY_SNS_SIGNATURES = env.bool("AMAZON_SES_VERIFY_SNS_SIGNATURES", default=True)
+# Days a delivery report's receipt is kept to recognise the ESP posting it again
+# (bounces/receipts.py): far longer than any ESP retries a webhook.
+PROVIDER_RECEIPT_KEEP_DAYS = env.int("PROVIDER_RECEIPT_KEEP_DAYS", default=30)
 
 # Security. Production is HTTPS; the proxy in front says so with X-Forwarded-Proto.
 SESSION_COOKIE_SECURE = not DEBUG

@@ -19,9 +19,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
+from django.utils import timezone
 
-from bounces import sns
-from bounces.models import BounceEvent, QuarantinedMessage
+from bounces import sns, tasks
+from bounces.models import BounceEvent, ProviderEventReceipt, QuarantinedMessage
 from stats.models import TrackingEvent
 from tests.bounces.returned import message_id_of, sent_to
 
@@ -494,6 +495,27 @@ def test_a_mailgun_delivered_event_is_logged_once_for_its_delivery(client, owner
         }
     ]
     assert not BounceEvent.objects.exists() and not QuarantinedMessage.objects.exists()
+
+
+def test_a_delivery_report_posted_again_after_the_daily_prune_still_counts_once(
+    client, owner, settings
+) -> None:  # noqa: ANN001
+    settings.PROVIDER_RECEIPT_KEEP_DAYS = 30
+    delivery = sent_to(owner, "alice@example.com")
+    payload = load("mailgun_delivered.json")
+    payload["event-data"]["message"]["headers"]["message-id"] = message_id_of(delivery)[1:-1]
+    assert mailgun_post(client, "mailgun_delivered.json", payload=payload).status_code == 200
+    # A receipt from before the keep window, which no ESP will post again.
+    ancient = ProviderEventReceipt.objects.create(provider="mailgun", provider_event_id="old")
+    ProviderEventReceipt.objects.filter(id=ancient.id).update(
+        received_at=timezone.now() - datetime.timedelta(days=31)
+    )
+
+    assert tasks.prune_provider_receipts() == 1
+
+    assert mailgun_post(client, "mailgun_delivered.json", payload=payload).status_code == 200
+    assert len(delivered()) == 1
+    assert list(ProviderEventReceipt.objects.values_list("provider", flat=True)) == ["mailgun"]
 
 
 def test_a_postmark_delivery_without_an_event_id_is_logged_once(client, owner) -> None:  # noqa: ANN001
