@@ -2,9 +2,9 @@
 
 A ``ProviderEventReceipt`` is what makes a replayed delivery report count once. One is
 written per report, so with an ESP reporting deliveries the table grows by a row per
-message sent. ESPs repeat a webhook post for hours, at most days (SendGrid 72 hours,
-Mailgun and SparkPost 8, SNS less), so a receipt older than
-``PROVIDER_RECEIPT_KEEP_DAYS`` (30 by default) protects against nothing and is removed.
+message sent. ESPs repeat a failed webhook post for hours, a few days at the most, so
+a receipt older than ``PROVIDER_RECEIPT_KEEP_DAYS`` (30 by default) protects against
+nothing and is removed.
 """
 
 from __future__ import annotations
