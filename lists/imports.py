@@ -58,7 +58,6 @@ logger = logging.getLogger(__name__)
 Status = ImportJob.Status
 CHUNK_ROWS = 20_000
 STALE_AFTER = ImportJob.STALE_AFTER
-MAX_AUTO_RESUMES = ImportJob.MAX_AUTO_RESUMES
 INACTIVE = {
     Subscription.Status.UNSUBSCRIBED: "skipped: unsubscribed from this list earlier",
     Subscription.Status.BOUNCED: "skipped: this address bounced on this list",
@@ -204,6 +203,16 @@ def is_interrupted(job: ImportJob) -> bool:
     return job.is_interrupted
 
 
+def _interrupted() -> Q:
+    """Running, but silent for STALE_AFTER: its worker died (ImportJob.is_interrupted)."""
+    return Q(status=Status.RUNNING, heartbeat_at__lt=timezone.now() - STALE_AFTER)
+
+
+def resumable_by_itself() -> Q:
+    """Interrupted jobs that lists.job_recovery may still resume on its own."""
+    return _interrupted() & Q(auto_resumes__lt=ImportJob.MAX_AUTO_RESUMES)
+
+
 def resume(job: ImportJob, *, automatic: bool = False) -> bool:
     """Queues an interrupted or failed job again; it continues after its last chunk.
 
@@ -214,18 +223,16 @@ def resume(job: ImportJob, *, automatic: bool = False) -> bool:
 
     ``automatic`` is lists.job_recovery resuming a job whose worker died: only an
     interrupted job (a failed one failed for a reason a new run would meet again), and
-    only MAX_AUTO_RESUMES times, so a file that kills its worker every time is left for
-    the owner to look at instead of killing workers forever.
+    only ImportJob.MAX_AUTO_RESUMES times, so a file that kills its worker every time is
+    left for the owner to look at instead of killing workers forever.
     """
     from lists import tasks
 
-    stale = timezone.now() - STALE_AFTER
-    interrupted = Q(status=Status.RUNNING, heartbeat_at__lt=stale)
     if automatic:
-        resumable = interrupted & Q(auto_resumes__lt=MAX_AUTO_RESUMES)
+        resumable = resumable_by_itself()
         counted = {"auto_resumes": F("auto_resumes") + 1}
     else:
-        resumable = Q(status=Status.FAILED) | interrupted
+        resumable = Q(status=Status.FAILED) | _interrupted()
         counted = {}
     with transaction.atomic():
         updated = (

@@ -63,13 +63,8 @@ def recover(now: datetime | None = None) -> Recovered:
 
 def resume_interrupted_imports() -> int:
     """Queues interrupted imports again; each continues after its last committed chunk."""
-    stale = timezone.now() - ImportJob.STALE_AFTER
-    interrupted = ImportJob.objects.filter(
-        status=ImportJob.Status.RUNNING,
-        heartbeat_at__lt=stale,
-        auto_resumes__lt=imports.MAX_AUTO_RESUMES,
-    ).order_by("heartbeat_at")
-    return sum(imports.resume(job, automatic=True) for job in interrupted[:BATCH])
+    due = ImportJob.objects.filter(imports.resumable_by_itself()).only("id")
+    return sum(imports.resume(job, automatic=True) for job in due.order_by("heartbeat_at")[:BATCH])
 
 
 def republish_lost(model: type[ImportJob | ExportJob | BulkJob], task: Task, now: datetime) -> int:

@@ -64,11 +64,11 @@ def interrupted_import(mailing_list: MailingList, *, auto_resumes: int = 0) -> I
 
 
 def age(job: ImportJob | ExportJob | BulkJob, by: timedelta) -> None:
-    """As if the job had been queued ``by`` ago."""
-    type(job).objects.filter(id=job.id).update(
-        queued_at=None if isinstance(job, ExportJob | BulkJob) else timezone.now() - by,
-        created_at=timezone.now() - by,
-    )
+    """As if the job had been queued ``by`` ago (an export or bulk action has no
+    queued_at until recovery sends it again: it waits from its creation)."""
+    then = timezone.now() - by
+    stamps = {"created_at": then, **({"queued_at": then} if job.queued_at else {})}
+    type(job).objects.filter(id=job.id).update(**stamps)
 
 
 # --- Imports whose worker died --------------------------------------------------------------
