@@ -4,11 +4,12 @@ From the RFC 3463 status AND the diagnostic wording, never from a 5xx alone: man
 rejections are about the sender (block lists, policy, authentication) and a full mailbox is
 transient even when the server answers 552. A hard bounce suppresses the address at once, so
 "hard" needs dead-address evidence that nothing else in the result contradicts: the wording
-plus an address status (X.1.x), the RCPT TO phase, or the recipient's own mail system speaking.
-When the code and the wording disagree, or a remote "user unknown" comes with no phase and an
-unspecific code (filters answer that way after DATA), the result is soft, and repeated soft
-bounces still suppress the address under the soft rule. The rules themselves are data in
-bounces/rules.py.
+plus an address status (X.1.x), the RCPT TO phase, or the recipient's own mail system saying,
+in a form we know, that it looked the user up. When the code and the wording disagree, or a
+"user unknown" comes with no phase, an unspecific code and nothing that says who wrote it
+(filters answer that way after DATA, gateways pass refusals on without their reply), the
+result is soft, and repeated soft bounces still suppress the address under the soft rule.
+The rules themselves are data in bounces/rules.py.
 """
 
 from __future__ import annotations
@@ -45,13 +46,18 @@ AT_MAIL_RE = re.compile(r"mail from:? ?<|mail from command|after mail from", re.
 # ">>> DATA" may be followed by a RCPT refusal; the server's "503" answer to DATA ("need RCPT",
 # "no valid recipients") shows that the refusal before it answered RCPT TO.
 PIPELINED_RCPT_RE = re.compile(r"\b503[ -]|need rcpt|no valid recipients", re.I)
-# A local delivery agent's verdict (Sendmail's mail.local): the recipient's own system looked
-# the user up, whatever reply its MTA then gave.
-LOCAL_DELIVERY_RE = re.compile(r"\bmail\.local\b|local delivery (agent|failed)", re.I)
-# Yahoo refuses unknown users at DATA, in its own words, and means it.
-DEAD_AT_DATA_RE = re.compile(r"doesn't have an? \S+ account", re.I)
-# A reply from a remote SMTP server somewhere in the text ("550 ...", "550-...", "550:").
-REMOTE_REPLY_RE = re.compile(r"(?<![\w.\[/:#-])[45][0-5]\d(?=[ :-]|$)")
+# The recipient's own mail system, in a form that says so, looked the user up and did not find
+# it: a local delivery agent (Sendmail's mail.local, IMail's final delivery), a directory
+# (Lotus Domino and Notes name theirs), or Exchange 5.5 to 2003's diagnostic code 000C05A6,
+# "Unknown Recipient". Whatever reply its MTA then gave, this verdict is about the address.
+LOCAL_VERDICT_RE = re.compile(
+    r"\bmail\.local\b|local delivery (agent|failed)|final delivery userid|"
+    r"not listed in (the )?(domino directory|public name & address book)|\(000C05A6\)",
+    re.I,
+)
+# Yahoo refuses unknown users after DATA, in its own reply ("554 delivery error: dd This user
+# doesn't have a yahoo.com account"), and means it. The sentence without that reply is wording.
+DEAD_AT_DATA_RE = re.compile(r"delivery error: dd this user doesn't have an? \S+ account", re.I)
 # RFC 3463 subjects that say the address itself was not the problem: X.2 "the mailbox exists
 # but ...", X.3 the receiving mail system, X.7 security or policy. When the session phase is
 # unknown, a "user unknown" under one of these is a filter's answer, not proof of a dead address.
@@ -121,13 +127,13 @@ def _hard_is_consistent(result: RecipientResult) -> bool:
         return False
     # X.1.x: the server itself says the address is the problem; X.5.x: the refusal was its
     # answer to a command in the SMTP dialogue, and the only one that names a recipient is RCPT.
-    if subject in ("1", "5") or LOCAL_DELIVERY_RE.search(text):
-        return True
-    # An unspecific code (none, X.0.x) and no phase: a remote server's "user unknown" may be
-    # a filter's answer after DATA, so it counts as soft (repeats still suppress under the soft
-    # rule). Without a remote reply the words are the recipient's own mail system's verdict
-    # (a local delivery agent, a directory lookup), which knows its users.
-    return not (result.reply_code or REMOTE_REPLY_RE.search(text))
+    # Otherwise (no code or X.0.x, no phase) only a verdict of the recipient's own system makes
+    # it hard: the words alone do not say who wrote them or when. A filter answers "user
+    # unknown" after DATA, a gateway passes a refusal on without its reply, and a sending MTA
+    # words its own summary (Gmail's "Address not found" also heads DNS errors, and its "the
+    # address couldn't be found" a carrier's filter). Such a result is soft, and repeats still
+    # suppress the address under the soft rule.
+    return subject in ("1", "5") or bool(LOCAL_VERDICT_RE.search(text))
 
 
 def _names_dead_recipient_domain(text: str) -> bool:

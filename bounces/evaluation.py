@@ -21,6 +21,16 @@ from bounces.parse import ParsedBounce, parse_bounce
 # The corpus names the sender-side class "soft_sender_side".
 LABEL_ALIASES = {"soft_sender_side": rules.SENDER_SIDE}
 
+# The scores a classifier must reach on a labelled corpus, as (summary key, bound, limit):
+# a dead address suppressed on weak evidence loses a reader, so hard precision comes first.
+TARGETS: tuple[tuple[str, str, float], ...] = (
+    ("crashed", "at most", 0),
+    ("recipient_recall", "at least", 0.95),
+    ("hard_precision", "at least", 0.97),
+    ("hard_recall", "at least", 0.90),
+    ("sender_side_classed_hard", "at most", 0.02),
+)
+
 
 @dataclass
 class Mistake:
@@ -84,6 +94,17 @@ class Evaluation:
             else 0.0,
             "per_class": per_class,
         }
+
+
+def missed_targets(summary: dict) -> list[str]:
+    """Each target the summary misses, as "name value (target: at least limit)"."""
+    missed = []
+    for key, bound, limit in TARGETS:
+        value = summary[key]
+        met = value >= limit if bound == "at least" else value <= limit
+        if not met:
+            missed.append(f"{key} {value} (target: {bound} {limit})")
+    return missed
 
 
 def load_labels(path: Path, include_unstable: bool = False) -> list[dict]:

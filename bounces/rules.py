@@ -254,13 +254,12 @@ STATUS_RULES: list[tuple[str, str]] = [
     ("2.", NOT_A_FAILURE),
 ]
 
-# SMTP reply codes when there is neither status nor wording.
+# SMTP reply codes when there is neither status nor wording. Only 551 ("user not local",
+# RFC 5321) speaks of the recipient alone: servers answer 550 for policy refusals as often as
+# for unknown mailboxes, and 553 for relaying denied and bad sender syntax.
 REPLY_RULES: list[tuple[str, str]] = [
-    ("550", HARD),
     ("551", HARD),
     ("552", SOFT),
-    ("553", HARD),
-    ("554", SOFT),
     ("5", SOFT),
     ("4", SOFT),
     ("2", NOT_A_FAILURE),

@@ -220,12 +220,34 @@ def test_a_remote_user_unknown_with_no_phase_and_an_unspecific_code_is_soft():
     assert classify(address_code) == rules.HARD
 
 
-def test_a_user_unknown_without_a_remote_reply_is_the_mail_systems_own_verdict():
-    directory = result("x@example.com on 11/10/26 Recipient Not Found MSEXCH:IMC:EXAMPLE")
+def test_a_user_unknown_is_hard_when_the_recipients_own_system_says_it_looked():
     local_agent = result("mail.local: unknown user: x 554 <x@example.com>... Service unavailable")
+    final_delivery = result("Invalid final delivery userid: x@example.com")
+    domino = result("User x (x@example.com) not listed in Domino Directory")
+    notes = result("User not listed in public Name & Address Book x@example.com")
+    exchange_code = result(
+        "x@example.com The recipient name is not recognized MSEXCH:IMS:EX:X 0 (000C05A6) "
+        "Unknown Recipient"
+    )
 
-    assert classify(directory) == rules.HARD
-    assert classify(local_agent) == rules.HARD
+    for verdict in (local_agent, final_delivery, domino, notes, exchange_code):
+        assert classify(verdict) == rules.HARD, verdict.diagnostic
+
+
+def test_a_user_unknown_in_words_alone_is_soft():
+    # No code, no phase, no reply and no sign of who looked the user up: a gateway passing a
+    # refusal on, or a sending MTA's own summary. Gmail's "Address not found" also heads DNS
+    # errors, and its "the address couldn't be found" a carrier's filter after DATA.
+    gateway = result("x@example.com on 11/10/26 Recipient Not Found MSEXCH:IMC:EXAMPLE")
+    summary = result(
+        "Your message wasn't delivered to x@example.com because the address couldn't be found.",
+        "5.0.0",
+    )
+    quoted = result("The email account that you tried to reach does not exist.", "5.0.0")
+    yahoo_words = result("<x@example.com>: This user doesn't have a example.com account [0]")
+
+    for words in (gateway, summary, quoted, yahoo_words):
+        assert classify(words) == rules.SOFT, words.diagnostic
 
 
 def test_a_dead_domain_needs_no_phase():
@@ -300,3 +322,15 @@ def test_a_notice_offering_alternative_causes_commits_to_none():
 
     assert classify(hedged) == rules.SOFT
     assert classify(blocklisted) == rules.SENDER_SIDE
+
+
+def test_a_reply_code_with_no_status_or_known_wording_is_hard_only_for_551():
+    # 550 answers policy refusals as often as unknown mailboxes, and 553 answers relaying
+    # denied and bad sender syntax; 551 "user not local" speaks of the recipient alone.
+    unrecognised = result("550 <x@example.com>... User not exist", "", "550")
+    mailbox_name = result("553 <x@example.com>... not permitted here", "", "553")
+    not_local = result("551 User not local; please try <x@example.org>", "", "551")
+
+    assert classify(unrecognised) == rules.SOFT
+    assert classify(mailbox_name) == rules.SOFT
+    assert classify(not_local) == rules.HARD

@@ -77,3 +77,35 @@ def test_unstable_rows_count_only_with_all():
 def test_a_missing_directory_is_a_command_error(tmp_path):
     with pytest.raises(CommandError):
         run(tmp_path / "nowhere", MESSAGES / "expected.jsonl")
+
+
+def test_check_passes_when_every_target_is_met():
+    lines = run(MESSAGES, MESSAGES / "expected.jsonl", "--check")
+
+    assert json.loads(lines[-1])["hard_precision"] == 1.0
+
+
+def test_check_names_each_score_below_its_target(tmp_path):
+    # Two dead addresses labelled soft: hard precision (and soft recall) fall to zero.
+    labels = tmp_path / "labels.jsonl"
+    rows = [
+        {"file": name, "index": 1, "recipient": recipient, "mailpanel_class": "soft"}
+        for name, recipient in (
+            ("postfix_user_unknown.eml", "gone.reader@recipient.example"),
+            ("domino_not_in_directory.eml", "left.the.firm@lotus.example"),
+        )
+    ]
+    labels.write_text("".join(json.dumps({**row, "stable": True}) + "\n" for row in rows))
+    out = StringIO()
+
+    with pytest.raises(CommandError) as error:
+        call_command(
+            "eval_bounces", str(MESSAGES), "--expected", str(labels), "--check", stdout=out
+        )
+
+    assert str(error.value) == (
+        "below target: hard_precision 0.0 (target: at least 0.97); "
+        "hard_recall 0.0 (target: at least 0.9)"
+    )
+    # The scores are still printed, their JSON line last.
+    assert json.loads(out.getvalue().splitlines()[-1])["soft_classed_hard"] == 2

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from bounces.evaluation import confusion, evaluate
+from bounces.evaluation import confusion, evaluate, missed_targets
 
 # Enough of a diagnostic to judge a mistake by; the full text is in the message.
 DIAGNOSTIC_SHOWN = 240
@@ -18,10 +18,15 @@ class Command(BaseCommand):
         parser.add_argument("directory", type=Path)
         parser.add_argument("--expected", type=Path, required=True, help="labels (.jsonl)")
         parser.add_argument("--all", action="store_true", help="score unstable rows too")
+        parser.add_argument(
+            "--check",
+            action="store_true",
+            help="exit with an error naming each score below its target (for CI)",
+        )
         # --verbosity 2 (-v 2) lists every misclassified row with its status, reply code and
         # diagnostic, and every recipient the parser did not find.
 
-    def handle(self, *args, directory: Path, expected: Path, all: bool, **options):
+    def handle(self, *args, directory: Path, expected: Path, all: bool, check: bool, **options):
         if not directory.is_dir():
             raise CommandError(f"{directory} is not a directory")
         if not expected.is_file():
@@ -68,3 +73,7 @@ class Command(BaseCommand):
             for name, recipient in evaluation.missed_recipients:
                 out(f"  recipient not found {name}: {recipient}")
         out(json.dumps(summary, sort_keys=True))
+        # After the JSON line, which stays the last line of the output; the error goes to stderr.
+        missed = missed_targets(summary) if check else []
+        if missed:
+            raise CommandError("below target: " + "; ".join(missed))
