@@ -34,10 +34,19 @@ class Outcome:
     response: str = ""
 
 
-def _outcome(code: int, response: bytes | str) -> Outcome:
+# The commands of an envelope, in the order their replies come back.
+ENVELOPE_COMMANDS = ("MAIL FROM", "RCPT TO", "DATA")
+
+
+def _outcome(code: int, response: bytes | str, command: str = "") -> Outcome:
     text = response.decode("utf-8", "replace") if isinstance(response, bytes) else response
     if 200 <= code < 300:
         return Outcome(SENT, code, text)
+    if command:
+        # Said the way Postfix says it, for the bounce classifier (bounces.classify.smtp_phase)
+        # and for the owner reading the reply: a refusal at RCPT TO is about the address, one
+        # at the end of DATA is a filter's, one at MAIL FROM is about the sender.
+        text = f"{text} (in reply to {command} command)"
     if 400 <= code < 500:
         return Outcome(DEFERRED, code, text)
     return Outcome(FAILED, code, text)
@@ -157,7 +166,7 @@ class Connection:
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             lost = Outcome(UNKNOWN, None, f"connection lost after the message: {exc}")
             raise ConnectionLost(str(exc), unsent=unsent, unknown=[(item[0], lost)]) from exc
-        return _outcome(code, response)
+        return _outcome(code, response, "end of DATA")
 
     def _send_one_by_one(self, messages: Iterable[Item]) -> Iterator[tuple[Key, Outcome]]:
         client = self.client
@@ -219,8 +228,11 @@ def _refusal(replies: list[tuple[int, bytes]]) -> tuple[Outcome | None, bytes]:
     accepted = len(replies) == 3 and replies[0][0] == 250 and replies[1][0] in (250, 251)
     if accepted and replies[2][0] == 354:
         return None, b""
-    bad = next((r for r in replies if r[0] not in (250, 251, 354)), replies[-1])
-    return _outcome(*bad), b"RSET\r\n"
+    index = next(
+        (i for i, r in enumerate(replies) if r[0] not in (250, 251, 354)), len(replies) - 1
+    )
+    code, response = replies[index]
+    return _outcome(code, response, ENVELOPE_COMMANDS[index]), b"RSET\r\n"
 
 
 class ConnectionLost(Exception):

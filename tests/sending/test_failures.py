@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from bounces.models import BounceEvent
 from campaigns import scheduling
 from campaigns.models import Campaign
 from lists import subscriptions
@@ -338,3 +339,40 @@ def test_a_late_campaign_is_sent_within_its_grace_period_and_held_after_it(
         assert campaign.status == Campaign.Status.PAUSED
         assert handler.messages == []
         assert [m.to for m in mailoutbox] == [[owner.email]]
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_a_refusal_is_classed_with_the_command_it_answered(
+    owner, scripted, settings, django_capture_on_commit_callbacks, pipelining: bool
+) -> None:  # noqa: ANN001, E501
+    # The same words with no enhanced code: in reply to RCPT TO they are the server's verdict
+    # on the address; after the content, a filter's, which counts as soft.
+    mailing_list, emails = audience(owner, 3)
+    scripted(
+        {emails[1]: ["550 No such user here"]},
+        rcpt_script={emails[0]: "550 No such user here"},
+        pipelining=pipelining,
+    )
+    campaign = make_campaign(owner, [mailing_list])
+    scheduling.schedule(campaign)
+    run_pipeline(settings, django_capture_on_commit_callbacks)
+
+    assert delivery_of(emails[0]).smtp_response == "No such user here (in reply to RCPT TO command)"
+    assert (
+        delivery_of(emails[1]).smtp_response
+        == "No such user here (in reply to end of DATA command)"
+    )
+    assert dict(BounceEvent.objects.values_list("recipient", "bounce_class")) == {
+        emails[0]: "hard",
+        emails[1]: "soft",
+    }
+    assert delivery_of(emails[2]).status == "sent"
+
+
+def test_a_refusal_of_mail_from_names_that_command() -> None:
+    refused, reset = smtp._refusal([(553, b"5.1.8 Sender domain does not exist")])
+
+    assert refused == smtp.Outcome(
+        smtp.FAILED, 553, "5.1.8 Sender domain does not exist (in reply to MAIL FROM command)"
+    )
+    assert reset == b"RSET\r\n"
