@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from celery import Task
 from django.db.models import Q
@@ -42,16 +42,15 @@ class Recovered:
     republished: int
 
 
-def recover(now: datetime | None = None) -> Recovered:
+def recover() -> Recovered:
     """Resumes imports whose worker died and sends lost task messages again."""
-    now = now or timezone.now()
     resumed = resume_interrupted_imports()
     runners = (
         (ImportJob, tasks.run_import),
         (ExportJob, tasks.run_export),
         (BulkJob, tasks.run_bulk_job),
     )
-    republished = sum(republish_lost(model, task, now) for model, task in runners)
+    republished = sum(republish_lost(model, task) for model, task in runners)
     if resumed or republished:
         logger.warning(
             "recovered list jobs: %s imports resumed, %s task messages sent again",
@@ -67,8 +66,9 @@ def resume_interrupted_imports() -> int:
     return sum(imports.resume(job, automatic=True) for job in due.order_by("heartbeat_at")[:BATCH])
 
 
-def republish_lost(model: type[ImportJob | ExportJob | BulkJob], task: Task, now: datetime) -> int:
+def republish_lost(model: type[ImportJob | ExportJob | BulkJob], task: Task) -> int:
     """Sends ``task`` again for each job of ``model`` that has been queued too long."""
+    now = timezone.now()
     cutoff = now - REPUBLISH_AFTER
     # A job never sent again counts from its creation (imports: from their start).
     waiting = Q(queued_at__lt=cutoff) | Q(queued_at__isnull=True, created_at__lt=cutoff)
